@@ -1,0 +1,61 @@
+"""Train / validation / test splits that are fixed per case (or per patient) and stable as a dataset grows.
+
+Each group id is hashed with the seed to a number ``u`` in [0, 1); ``u < test`` goes to test, ``u < test + val`` to
+validation, the rest to training. A group's side therefore depends only on its own id and the seed: adding or
+removing other cases never moves it, and all slices of a patient (one group) stay on one side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+
+
+def group_u(group: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign(cases: list[dict], val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0) -> dict:
+    """Split ``cases`` (dicts with ``group``, else ``case_id``) into ``{"train": [...], "val": [...], "test": [...]}``.
+
+    With three or more groups, validation and test are never left empty: a tiny set whose hashes leave one of them
+    empty gets the training group whose ``u`` lies nearest that side's interval (deterministic, and irrelevant for
+    sets of realistic size).
+    """
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"bad split fractions: val={val_fraction}, test={test_fraction} (each in [0, 1), sum < 1)")
+    groups = sorted({str(c.get("group", c["case_id"])) for c in cases})
+    u = {g: group_u(g, seed) for g in groups}
+    side = {g: "test" if u[g] < test_fraction else "val" if u[g] < test_fraction + val_fraction else "train"
+            for g in groups}
+    if len(groups) >= 3:
+        for name, centre, frac in (("test", test_fraction / 2, test_fraction),
+                                   ("val", test_fraction + val_fraction / 2, val_fraction)):
+            if frac > 0 and name not in side.values():
+                train = [g for g in groups if side[g] == "train"]
+                side[min(train, key=lambda g: abs(u[g] - centre))] = name
+    out: dict[str, list] = {s: [] for s in SPLITS}
+    for c in cases:
+        out[side[str(c.get("group", c["case_id"]))]].append(c)
+    return out
+
+
+def select(cases: list[dict], split: str, **kwargs) -> list[dict]:
+    """The cases of one split (``train``, ``val``, ``test``), or all of them with ``split="all"``."""
+    if split == "all":
+        return list(cases)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {[*SPLITS, 'all']}")
+    return assign(cases, **kwargs)[split]
+
+
+def save(splits: dict, path: str | Path, **params) -> None:
+    """Write the case ids of each split (and the parameters that made them) to ``path`` as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"params": params, **{s: sorted(c["case_id"] for c in splits[s]) for s in SPLITS}}
+    path.write_text(json.dumps(doc, indent=1))

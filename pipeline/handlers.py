@@ -1,0 +1,232 @@
+"""Ignite handlers MONAI lacks: a per-epoch run record, TensorBoard overlays, per-case evaluation and mask writing.
+
+Each has ``attach(engine)`` so bundles list it among an engine's handlers. All of them read the decollated
+``engine.state.batch`` / ``engine.state.output`` of MONAI engines (``decollate=True``, the default).
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from PIL import Image
+
+from . import metrics as M
+from .runs import Timer, update_json, write_json
+from .visualize import contact_sheet, load_rgb, overlay
+
+logger = logging.getLogger(__name__)
+
+
+def _items(engine: Engine):
+    """(case_id, source image path, output dict) for each case of the current iteration."""
+    batch, output = engine.state.batch, engine.state.output
+    if isinstance(batch, dict) or isinstance(output, dict):
+        raise TypeError("these handlers need decollated engine state (MONAI engines with decollate=True)")
+    for b, o in zip(batch, output):
+        image = o.get("image", b.get("image"))
+        path = getattr(image, "meta", {}).get("filename_or_obj", "")
+        yield str(b.get("case_id", Path(path).stem)), path, o
+
+
+def _mask(x) -> np.ndarray:
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return a.squeeze(0) > 0 if a.ndim == 3 else a > 0
+
+
+def _fit_width(img: np.ndarray, width: int) -> np.ndarray:
+    if img.shape[1] <= width:
+        return img
+    h = max(1, round(img.shape[0] * width / img.shape[1]))
+    return np.asarray(Image.fromarray(img).resize((width, h), Image.BILINEAR))
+
+
+class RunRecorder:
+    """One readable line per epoch, TensorBoard scalars and ``metrics.json`` for a training run.
+
+    Attach to the trainer *after* ``ValidationHandler`` so that the epoch's validation metrics are available.
+    Writes ``train/loss`` (epoch mean), ``train/lr``, ``val/<metric>`` and ``time/epoch_s`` to ``summary_writer``
+    and keeps ``history`` and ``best`` in ``<output_dir>/metrics.json`` after every epoch.
+    """
+
+    def __init__(self, output_dir: str, validator: Engine | None = None, optimizer=None, summary_writer=None,
+                 key_metric: str = "val_iou"):
+        self.path = Path(output_dir) / "metrics.json"
+        self.validator, self.optimizer, self.writer, self.key = validator, optimizer, summary_writer, key_metric
+        self.history: list[dict] = []
+        self.best: dict = {}
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _started(self, engine: Engine) -> None:
+        self.run_timer = Timer()
+        if self.path.is_file():  # resumed run: keep the history written so far
+            import json
+
+            doc = json.loads(self.path.read_text())
+            self.history = [h for h in doc.get("history", []) if h["epoch"] <= engine.state.epoch]
+            self.best = doc.get("best", {}) or {}
+
+    def _epoch_started(self, engine: Engine) -> None:
+        self.epoch_timer = Timer()
+        self.loss_sum, self.n = 0.0, 0
+        self.lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else math.nan
+
+    def _iteration(self, engine: Engine) -> None:
+        out = engine.state.output
+        loss = out[0]["loss"] if isinstance(out, list) else out["loss"]
+        # MONAI's decollation already made the loss a Python float
+        self.loss_sum += float(loss)
+        self.n += 1
+
+    def _epoch_completed(self, engine: Engine) -> None:
+        epoch, max_epochs = engine.state.epoch, engine.state.max_epochs
+        loss = float(self.loss_sum) / max(self.n, 1)
+        rec = {"epoch": epoch, "train_loss": loss, "lr": self.lr, "epoch_s": round(self.epoch_timer(), 3)}
+        if self.validator is not None and self.validator.state.epoch == epoch and self.validator.state.metrics:
+            rec.update({k: float(v) for k, v in self.validator.state.metrics.items()})
+        if not math.isfinite(loss):
+            raise RuntimeError(f"non-finite training loss ({loss}) in epoch {epoch}; stopping")
+        self.history.append(rec)
+        if self.key in rec and (not self.best or rec[self.key] > self.best[self.key]):
+            self.best = {"epoch": epoch, **{k: v for k, v in rec.items() if k.startswith("val_")}}
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", loss, epoch)
+            self.writer.add_scalar("train/lr", self.lr, epoch)
+            self.writer.add_scalar("time/epoch_s", rec["epoch_s"], epoch)
+            for k, v in rec.items():
+                if k.startswith("val_"):
+                    self.writer.add_scalar(f"val/{k[4:]}", v, epoch)
+            self.writer.flush()
+        vals = "  ".join(f"{k[4:]} {v:.4f}" for k, v in rec.items() if k.startswith("val_"))
+        best = f"  (best {self.key[4:]} {self.best[self.key]:.4f} @ {self.best['epoch']})" if self.best else ""
+        logger.info("epoch %d/%d  loss %.4f  lr %.2e  %.1fs%s%s", epoch, max_epochs, loss, self.lr, rec["epoch_s"],
+                    f"  val {vals}" if vals else "", best)
+        update_json(self.path, history=self.history, best=self.best, epochs_done=epoch, max_epochs=max_epochs)
+
+    def _completed(self, engine: Engine) -> None:
+        update_json(self.path, train_seconds=round(self.run_timer(), 1), completed=True)
+
+
+class TensorBoardOverlays:
+    """Validation images with truth (green) and prediction (magenta) outlines, one image tag per case.
+
+    The first ``max_cases`` cases of each validation run are drawn on their source image at full resolution,
+    then shrunk to ``width`` pixels; the step is the trainer epoch (MONAI evaluators run with it).
+    """
+
+    def __init__(self, summary_writer, max_cases: int = 4, width: int = 384, tag: str = "val/overlay"):
+        self.writer, self.max_cases, self.width, self.tag = summary_writer, max_cases, width, tag
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: setattr(self, "_done", 0))
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+
+    def _iteration(self, engine: Engine) -> None:
+        for case_id, path, o in _items(engine):
+            if self._done >= self.max_cases:
+                return
+            img = overlay(load_rgb(path), pred=_mask(o["pred"]), truth=_mask(o["label"]) if "label" in o else None)
+            self.writer.add_image(f"{self.tag}/{case_id}", _fit_width(img, self.width), engine.state.epoch,
+                                  dataformats="HWC")
+            self._done += 1
+
+
+class CaseMetricsWriter:
+    """Scores every case of an evaluation (see :mod:`pipeline.metrics`) and writes, in ``output_dir``:
+
+    - ``per_case.csv``: case_id, iou, dice, hd95, area_true, area_pred (sorted by case id)
+    - ``metrics.json``: mean / median / std / n of IoU, Dice and HD95, plus ``extra`` (checkpoint, split, ...)
+    - ``worst_cases.png``: the ``worst_k`` lowest-IoU cases with truth and prediction outlines
+    """
+
+    def __init__(self, output_dir: str, worst_k: int = 8, extra: dict | None = None):
+        self.out, self.worst_k, self.extra = Path(output_dir), worst_k, extra or {}
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _started(self, engine: Engine) -> None:
+        self.records, self.worst, self.timer = [], [], Timer()
+
+    def _iteration(self, engine: Engine) -> None:
+        for case_id, path, o in _items(engine):
+            if "label" not in o:
+                raise KeyError(f"{case_id}: evaluation needs a label for every case ({path})")
+            pred, truth = _mask(o["pred"]), _mask(o["label"])
+            rec = {"case_id": case_id, **M.case_record(pred, truth)}
+            self.records.append(rec)
+            item = (-rec["iou"], case_id, path, pred, truth)
+            if len(self.worst) < self.worst_k:
+                heapq.heappush(self.worst, item)
+            else:
+                heapq.heappushpop(self.worst, item)
+
+    def _completed(self, engine: Engine) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.records.sort(key=lambda r: r["case_id"])
+        fields = ["case_id", "iou", "dice", "hd95", "area_true", "area_pred"]
+        with open(self.out / "per_case.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in self.records:
+                w.writerow({k: (f"{r[k]:.6f}" if isinstance(r[k], float) else r[k]) for k in fields})
+        summary = M.summarize_records(self.records)
+        write_json(self.out / "metrics.json", {**self.extra, "n_cases": len(self.records), "summary": summary,
+                                               "seconds": round(self.timer(), 1),
+                                               "metric_definition": "pipeline.metrics (thresholded, per image)"})
+        worst = sorted(self.worst, key=lambda t: (-t[0], t[1]))
+        if worst:
+            contact_sheet([overlay(load_rgb(p), pred=pr, truth=tr) for _, _, p, pr, tr in worst],
+                          [f"{cid}  IoU {-niou:.3f}" for niou, cid, *_ in worst], self.out / "worst_cases.png")
+        logger.info("evaluated %d cases: IoU mean %.4f median %.4f | Dice mean %.4f median %.4f -> %s",
+                    len(self.records), summary["iou"]["mean"], summary["iou"]["median"], summary["dice"]["mean"],
+                    summary["dice"]["median"], self.out)
+
+
+class MaskWriter:
+    """Writes ``masks/<case_id>.png`` (0/255, the source image's exact size), ``overlays/<case_id>.png`` and
+    ``predictions.csv`` (case, source, size, predicted area) under ``output_dir``."""
+
+    def __init__(self, output_dir: str, overlays: bool = True):
+        self.out, self.overlays = Path(output_dir), overlays
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda e: setattr(self, "rows", []))
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _iteration(self, engine: Engine) -> None:
+        (self.out / "masks").mkdir(parents=True, exist_ok=True)
+        for case_id, path, o in _items(engine):
+            mask = _mask(o["pred"])
+            with Image.open(path) as src:
+                if src.size != (mask.shape[1], mask.shape[0]):
+                    raise RuntimeError(f"{case_id}: predicted mask {mask.shape[::-1]} != source size {src.size}")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(self.out / "masks" / f"{case_id}.png")
+            if self.overlays:
+                (self.out / "overlays").mkdir(parents=True, exist_ok=True)
+                Image.fromarray(overlay(load_rgb(path), pred=mask)).save(self.out / "overlays" / f"{case_id}.png")
+            self.rows.append({"case_id": case_id, "source": path, "width": mask.shape[1], "height": mask.shape[0],
+                              "area_pred": int(mask.sum())})
+
+    def _completed(self, engine: Engine) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "predictions.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["case_id", "source", "width", "height", "area_pred"])
+            w.writeheader()
+            w.writerows(sorted(self.rows, key=lambda r: r["case_id"]))
+        logger.info("wrote %d masks to %s", len(self.rows), self.out / "masks")

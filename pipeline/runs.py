@@ -1,0 +1,124 @@
+"""Run folders: where a run writes, what it records about itself, and atomic JSON writes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def default_output_dir(bundle: str, network: str, root: str = "runs") -> str:
+    """``runs/<bundle>-<network>-<YYYYmmdd-HHMMSS>``; a numeric suffix keeps two runs of one second apart."""
+    base = Path(root) / f"{bundle}-{network}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, k = base, 1
+    while path.exists():
+        path, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return str(path)
+
+
+def _clean(obj):
+    """JSON-safe copy: NaN/inf become null, tensors and numpy scalars become numbers, paths become strings."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """Write ``obj`` as JSON atomically (temporary file, then rename): a killed run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(_clean(obj), indent=1, allow_nan=False))
+    os.replace(tmp, path)
+    return path
+
+
+def update_json(path: str | Path, **fields) -> dict:
+    path = Path(path)
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    doc.update(fields)
+    write_json(path, doc)
+    return doc
+
+
+def start(output_dir: str, purpose: str, hyperparameters: dict, dataset: dict | None = None,
+          splits: dict | None = None, split_params: dict | None = None) -> Path:
+    """Create the run folder and record what the run is: command, hyperparameters, dataset (and whether it is
+    synthetic), and the split case ids. Returns the folder."""
+    from .data import splits as splits_mod
+    from .data.synthetic import is_synthetic
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = {
+        "purpose": purpose,
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "hyperparameters": hyperparameters,
+    }
+    if dataset is not None:
+        info["dataset"] = {**dataset, "synthetic": is_synthetic(dataset["dir"])}
+    if splits is not None:
+        splits_mod.save(splits, out / "splits.json", **(split_params or {}))
+        info["split_sizes"] = {k: len(v) for k, v in splits.items()}
+    write_json(out / "config.json", info)
+    logger.info("%s: writing to %s", purpose, out)
+    return out
+
+
+class Timer:
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def existing_file(path, name: str) -> str:
+    """``path`` if it is a file; otherwise a clear error naming the option (checked before any work starts)."""
+    if path is None or str(path) == "":
+        raise ValueError(f"--{name} is required: give the path of a checkpoint, e.g. runs/<run>/models/best.pt")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--{name}: no such file: {path}")
+    return str(path)
+
+
+def existing_dir(path, name: str) -> str:
+    if path is None or str(path) == "":
+        raise ValueError(f"--{name} is required")
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"--{name}: no such folder: {path}")
+    return str(path)
+
+
+def report_training(output_dir: str, config_file: str = "bundles/<bundle>.json") -> dict:
+    """Log where the run is, its best validation score and the commands to review and evaluate it."""
+    out = Path(output_dir)
+    doc = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else {}
+    best = doc.get("best") or {}
+    ckpt = out / "models" / "best.pt"
+    lines = [f"run folder: {out}"]
+    if best:
+        lines.append("best validation: epoch {} ".format(best["epoch"]) + "  ".join(
+            f"{k[4:]} {v:.4f}" for k, v in best.items() if k.startswith("val_")))
+    lines += [
+        f"review:   tensorboard --logdir {out.parent}",
+        f"evaluate: python -m monai.bundle run evaluate --config_file {config_file} --ckpt {ckpt}",
+    ]
+    print("\n".join(["training finished", *lines]), flush=True)
+    return doc

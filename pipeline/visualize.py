@@ -1,0 +1,73 @@
+"""Overlays for reviewers: the image with the truth outlined in green and the prediction in red/magenta.
+
+Arrays are (H, W[, C]) everywhere here, as PIL and numpy see images; transforms keep MONAI's channel-first
+(C, H, W) layout with ``reverse_indexing=False``, so no transposes are needed at the edges.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy.ndimage import binary_dilation
+from skimage.morphology import disk
+from skimage.segmentation import find_boundaries
+
+TRUTH = (0, 230, 0)
+PRED = (255, 0, 255)
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _outline(mask: np.ndarray, thickness: int) -> np.ndarray:
+    edge = find_boundaries(mask > 0, mode="inner")
+    return binary_dilation(edge, structure=disk(thickness)) if thickness > 1 else edge
+
+
+def overlay(image: np.ndarray, pred: np.ndarray | None = None, truth: np.ndarray | None = None,
+            thickness: int | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3): ``image`` with outlines of ``truth`` (green) and ``pred`` (magenta)."""
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    img = img[..., :3]
+    if img.dtype != np.uint8:
+        lo, hi = float(img.min()), float(img.max())
+        img = ((img - lo) / (hi - lo + 1e-8) * 255).astype(np.uint8)
+    out = img.copy()
+    t = thickness or max(1, round(max(img.shape[:2]) / 300))
+    for mask, colour in ((truth, TRUTH), (pred, PRED)):
+        if mask is None:
+            continue
+        mask = np.asarray(mask).squeeze()
+        if mask.shape != img.shape[:2]:
+            raise ValueError(f"mask shape {mask.shape} differs from image shape {img.shape[:2]}")
+        out[_outline(mask, t)] = colour
+    return out
+
+
+def contact_sheet(tiles: Sequence[np.ndarray], captions: Sequence[str], path: str | Path, width: int = 384,
+                  columns: int = 4) -> Path:
+    """Save tiles (RGB, any sizes) resized to ``width`` in a grid with a caption above each."""
+    if not tiles:
+        raise ValueError("contact sheet needs at least one tile")
+    ims = [Image.fromarray(t).resize((width, max(1, round(t.shape[0] * width / t.shape[1]))), Image.BILINEAR)
+           for t in tiles]
+    cap_h, cell_h = 18, max(im.height for im in ims) + 18
+    cols = min(columns, len(ims))
+    rows = (len(ims) + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * width, rows * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (im, cap) in enumerate(zip(ims, captions)):
+        x, y = (i % cols) * width, (i // cols) * cell_h
+        draw.text((x + 4, y + 3), cap, fill="black")
+        sheet.paste(im, (x, y + cap_h))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
