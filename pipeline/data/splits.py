@@ -22,9 +22,9 @@ def group_u(group: str, seed: int) -> float:
 def assign(cases: list[dict], val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0) -> dict:
     """Split ``cases`` (dicts with ``group``, else ``case_id``) into ``{"train": [...], "val": [...], "test": [...]}``.
 
-    With three or more groups, validation and test are never left empty: a tiny set whose hashes leave one of them
-    empty gets the training group whose ``u`` lies nearest that side's interval (deterministic, and irrelevant for
-    sets of realistic size).
+    With three or more groups no side is left empty: a tiny set whose hashes leave one empty moves there the group of
+    the largest side whose ``u`` lies nearest the empty side's interval (deterministic, and irrelevant for sets of
+    realistic size).
     """
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(f"bad split fractions: val={val_fraction}, test={test_fraction} (each in [0, 1), sum < 1)")
@@ -33,11 +33,13 @@ def assign(cases: list[dict], val_fraction: float = 0.15, test_fraction: float =
     side = {g: "test" if u[g] < test_fraction else "val" if u[g] < test_fraction + val_fraction else "train"
             for g in groups}
     if len(groups) >= 3:
-        for name, centre, frac in (("test", test_fraction / 2, test_fraction),
-                                   ("val", test_fraction + val_fraction / 2, val_fraction)):
-            if frac > 0 and name not in side.values():
-                train = [g for g in groups if side[g] == "train"]
-                side[min(train, key=lambda g: abs(u[g] - centre))] = name
+        centres = {"test": test_fraction / 2, "val": test_fraction + val_fraction / 2,
+                   "train": (1 + test_fraction + val_fraction) / 2}
+        for name in ("train", "test", "val"):
+            if (name == "train" or centres[name] > 0) and name not in side.values():
+                sizes = {k: sum(v == k for v in side.values()) for k in centres}
+                donor = max(sizes, key=sizes.get)
+                side[min((g for g in groups if side[g] == donor), key=lambda g: abs(u[g] - centres[name]))] = name
     out: dict[str, list] = {s: [] for s in SPLITS}
     for c in cases:
         out[side[str(c.get("group", c["case_id"]))]].append(c)

@@ -1,0 +1,137 @@
+"""The PH2 bundle end to end, through ``python -m monai.bundle`` as users call it, on a tiny synthetic sample."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.data import ph2
+
+from conftest import ROOT, run_bundle
+
+BUNDLE = "bundles/ph2.json"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    run_dir = tmp / "run"
+    # the default dataset folder is absent: the bundle must write and use a synthetic sample
+    proc = run_bundle("run", "training", "--config_file", BUNDLE, "--epochs", 2, "--val_interval", 1,
+                      "--dataset_dir", tmp / "PH2Dataset", "--default_dataset_dir", tmp / "PH2Dataset",
+                      "--synthetic_dir", tmp / "synthetic" / "PH2Dataset", "--synthetic_cases", 8,
+                      "--batch_size", 4, "--output_dir", run_dir)
+    return {"tmp": tmp, "run": run_dir, "data": tmp / "synthetic" / "PH2Dataset", "log": proc.stdout + proc.stderr}
+
+
+def test_training_writes_a_complete_run_folder(trained):
+    run, log = trained["run"], trained["log"]
+    assert "SYNTHETIC DATA" in log
+    assert f"run folder: {run}" in log and "tensorboard --logdir" in log
+    assert "epoch 2/2" in log
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"]["synthetic"] is True and config["hyperparameters"]["epochs"] == 2
+    assert config["hyperparameters"]["network"] == "unet"
+
+    splits = json.loads((run / "splits.json").read_text())
+    all_ids = splits["train"] + splits["val"] + splits["test"]
+    assert sorted(all_ids) == [f"IMD{i:03d}" for i in range(1, 9)] and splits["val"] and splits["test"]
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2] and metrics["completed"] is True
+    assert all(0.0 <= h["val_iou"] <= h["val_dice"] <= 1.0 for h in metrics["history"])
+    assert metrics["best"]["val_iou"] == max(h["val_iou"] for h in metrics["history"])
+
+    models = sorted(p.name for p in (run / "models").iterdir())
+    assert "best.pt" in models and "checkpoint_epoch=2.pt" in models
+    last = torch.load(run / "models" / "checkpoint_epoch=2.pt", weights_only=True)
+    assert {"network", "optimizer", "lr_scheduler", "trainer"} <= set(last)
+    assert last["trainer"]["iteration"] == 2 * last["trainer"]["epoch_length"]
+
+
+def test_one_tensorboard_stream_with_expected_tags(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    streams = list((trained["run"] / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(streams) == 1
+    acc = EventAccumulator(str(streams[0]), size_guidance={"images": 0})
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "val/iou", "val/dice"} <= scalars
+    assert [e.step for e in acc.Scalars("val/iou")] == [1, 2]
+    images = acc.Tags()["images"]
+    assert images and all(t.startswith("val/overlay/IMD") for t in images)
+    # the overlay keeps the source image's orientation: landscape in, landscape out
+    img = acc.Images(images[0])[-1]
+    assert img.width > img.height
+
+
+def test_evaluate_scores_each_test_case(trained):
+    out = trained["tmp"] / "eval"
+    run_bundle("run", "evaluate", "--config_file", BUNDLE, "--dataset_dir", trained["data"],
+               "--ckpt", trained["run"] / "models" / "best.pt", "--output_dir", out)
+    test_ids = json.loads((trained["run"] / "splits.json").read_text())["test"]
+    rows = list(csv.DictReader(open(out / "per_case.csv")))
+    assert [r["case_id"] for r in rows] == sorted(test_ids)
+    assert set(rows[0]) == {"case_id", "iou", "dice", "hd95", "area_true", "area_pred"}
+    for r in rows:
+        label = ph2.find_cases(trained["data"])[int(r["case_id"][3:]) - 1]["label"]
+        assert int(r["area_true"]) == int((np.asarray(Image.open(label).convert("L")) > 127).sum())
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["n_cases"] == len(rows) and summary["split"] == "test" and summary["synthetic"] is True
+    ious = [float(r["iou"]) for r in rows]
+    assert summary["summary"]["iou"]["mean"] == pytest.approx(np.mean(ious), abs=1e-5)
+    assert summary["summary"]["iou"]["median"] == pytest.approx(np.median(ious), abs=1e-5)
+    assert (out / "worst_cases.png").is_file()
+
+    out_all = trained["tmp"] / "eval_all"
+    run_bundle("run", "evaluate", "--config_file", BUNDLE, "--dataset_dir", trained["data"], "--split", "all",
+               "--ckpt", trained["run"] / "models" / "best.pt", "--output_dir", out_all)
+    assert len(list(csv.DictReader(open(out_all / "per_case.csv")))) == 8
+
+
+def test_inference_writes_full_size_masks(trained, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    src = ph2.find_cases(trained["data"])[0]["image"]
+    im = Image.open(src)
+    im.save(flat / "skin.jpg")
+    im.crop((0, 0, 701, 523)).save(flat / "odd_size.png")
+    im.convert("RGBA").save(flat / "with_alpha.png")
+    for input_dir, expected in ((flat, {"skin", "odd_size", "with_alpha"}),
+                                (trained["data"], {f"IMD{i:03d}" for i in range(1, 9)})):
+        out = tmp_path / f"out_{len(expected)}"
+        run_bundle("run", "inference", "--config_file", BUNDLE, "--ckpt", trained["run"] / "models" / "best.pt",
+                   "--input_dir", input_dir, "--output_dir", out)
+        assert {p.stem for p in (out / "masks").glob("*.png")} == expected
+        assert {p.stem for p in (out / "overlays").glob("*.png")} == expected
+        rows = {r["case_id"]: r for r in csv.DictReader(open(out / "predictions.csv"))}
+        for cid in expected:
+            mask = Image.open(out / "masks" / f"{cid}.png")
+            source = Image.open(rows[cid]["source"])
+            assert mask.size == source.size and mask.mode == "L"
+            assert set(np.unique(np.asarray(mask))) <= {0, 255}
+
+
+def test_missing_user_paths_are_errors(tmp_path):
+    proc = run_bundle("run", "training", "--config_file", BUNDLE, "--dataset_dir", tmp_path / "typo",
+                      "--output_dir", tmp_path / "run", check=False)
+    assert proc.returncode != 0 and "dataset_dir does not exist" in proc.stdout + proc.stderr
+    proc = run_bundle("run", "evaluate", "--config_file", BUNDLE, "--ckpt", tmp_path / "none.pt",
+                      "--dataset_dir", tmp_path, "--output_dir", tmp_path / "e", check=False)
+    assert proc.returncode != 0
+
+
+def test_monai_bundle_checks():
+    from monai.bundle import ConfigWorkflow
+
+    wf = ConfigWorkflow(config_file=str(ROOT / BUNDLE), workflow_type="train")
+    wf.initialize()
+    assert wf.check_properties() == []
+    run_bundle("verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", "configs/metadata_schema.json")
+    run_bundle("verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json", "--config_file", BUNDLE,
+               "--n", 16)

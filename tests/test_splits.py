@@ -1,0 +1,72 @@
+import pytest
+
+from pipeline.data import splits
+
+
+def make(n, prefix="C", per_group=1):
+    return [{"case_id": f"{prefix}{i:04d}_{k}", "group": f"{prefix}{i:04d}"} for i in range(n) for k in range(per_group)]
+
+
+def ids(split):
+    return {s: sorted(c["case_id"] for c in split[s]) for s in splits.SPLITS}
+
+
+def test_disjoint_and_complete():
+    cases = make(200)
+    out = splits.assign(cases, val_fraction=0.15, test_fraction=0.2, seed=0)
+    all_ids = [c["case_id"] for s in splits.SPLITS for c in out[s]]
+    assert sorted(all_ids) == sorted(c["case_id"] for c in cases)
+    assert len(set(all_ids)) == len(all_ids)
+
+
+def test_fractions_roughly_respected():
+    out = splits.assign(make(2000), val_fraction=0.15, test_fraction=0.2, seed=1)
+    assert abs(len(out["test"]) / 2000 - 0.2) < 0.03
+    assert abs(len(out["val"]) / 2000 - 0.15) < 0.03
+
+
+def test_stable_when_cases_are_added_or_removed():
+    base = make(100)
+    before = splits.assign(base, seed=7)
+    after = splits.assign(base[::2] + make(50, prefix="N"), seed=7)
+    side = {c["case_id"]: s for s in splits.SPLITS for c in before[s]}
+    for s in splits.SPLITS:
+        for c in after[s]:
+            if c["case_id"] in side:
+                assert side[c["case_id"]] == s
+
+
+def test_seeded_and_deterministic():
+    cases = make(100)
+    assert ids(splits.assign(cases, seed=3)) == ids(splits.assign(list(reversed(cases)), seed=3))
+    assert ids(splits.assign(cases, seed=3)) != ids(splits.assign(cases, seed=4))
+
+
+def test_groups_never_straddle_splits():
+    out = splits.assign(make(40, per_group=5), seed=0)
+    groups = {s: {c["group"] for c in out[s]} for s in splits.SPLITS}
+    assert not (groups["train"] & groups["val"]) and not (groups["train"] & groups["test"])
+    assert not (groups["val"] & groups["test"])
+
+
+@pytest.mark.parametrize("n", [3, 4, 6, 10])
+def test_tiny_sets_keep_val_and_test_non_empty(n):
+    for seed in range(20):
+        out = splits.assign(make(n), seed=seed)
+        assert out["val"] and out["test"] and out["train"], (n, seed)
+        assert sum(len(v) for v in out.values()) == n
+
+
+def test_select_and_errors(tmp_path):
+    cases = make(30)
+    assert splits.select(cases, "all") == cases
+    assert splits.select(cases, "test", seed=2) == splits.assign(cases, seed=2)["test"]
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        splits.select(cases, "dev")
+    with pytest.raises(ValueError, match="bad split fractions"):
+        splits.assign(cases, val_fraction=0.6, test_fraction=0.5)
+    splits.save(splits.assign(cases), tmp_path / "splits.json", seed=0)
+    import json
+
+    doc = json.loads((tmp_path / "splits.json").read_text())
+    assert doc["params"] == {"seed": 0} and sum(len(doc[s]) for s in splits.SPLITS) == 30
