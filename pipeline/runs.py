@@ -106,7 +106,7 @@ def existing_dir(path, name: str) -> str:
     return str(path)
 
 
-def report_training(output_dir: str, config_file: str = "bundles/<bundle>.json") -> dict:
+def report_training(output_dir: str, config_file: str = "bundles/<bundle>.json", dataset_dir: str | None = None) -> dict:
     """Log where the run is, its best validation score and the commands to review and evaluate it."""
     out = Path(output_dir)
     doc = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else {}
@@ -118,7 +118,20 @@ def report_training(output_dir: str, config_file: str = "bundles/<bundle>.json")
             f"{k[4:]} {v:.4f}" for k, v in best.items() if k.startswith("val_")))
     lines += [
         f"review:   tensorboard --logdir {out.parent}",
-        f"evaluate: python -m monai.bundle run evaluate --config_file {config_file} --ckpt {ckpt}",
+        f"evaluate: python -m monai.bundle run evaluate --config_file {config_file} --ckpt {ckpt}"
+        + (f" --dataset_dir {dataset_dir}" if dataset_dir else ""),
     ]
     print("\n".join(["training finished", *lines]), flush=True)
     return doc
+
+
+def as_bool(value, name: str) -> bool:
+    """A switch given in a config or on the command line: ``fire`` passes ``--x false`` as the *string* "false",
+    which Python would take as true, so strings are parsed here and anything unclear is an error."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    raise ValueError(f"--{name} must be true or false, got {value!r}")
