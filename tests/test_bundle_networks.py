@@ -43,3 +43,14 @@ def test_network_through_the_engine(network, tiny_ph2, tmp_path, monkeypatch):
         output_dir=str(tmp_path / "out"), **common)
     mask = Image.open(tmp_path / "out" / "masks" / "odd.png")
     assert mask.size == (697, 509) and set(np.unique(np.asarray(mask))) <= {0, 255}
+
+
+def test_source_resolution_without_resize(tiny_ph2, tmp_path, monkeypatch):
+    """``image_size 0`` trains on crops of the source images and predicts at their own resolution."""
+    monkeypatch.chdir(ROOT)
+    data, flat = tiny_ph2
+    common = {"width": 4, "image_size": 0, "roi_size": [128, 128], "sw_batch_size": 16, "dataset_dir": str(data)}
+    run("training", epochs=1, val_interval=1, batch_size=2, output_dir=str(tmp_path / "run"), **common)
+    run("inference", ckpt=str(tmp_path / "run" / "models" / "best.pt"), input_dir=str(flat),
+        output_dir=str(tmp_path / "out"), **common)
+    assert Image.open(tmp_path / "out" / "masks" / "odd.png").size == (697, 509)
