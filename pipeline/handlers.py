@@ -93,7 +93,8 @@ class RunRecorder:
     def _epoch_completed(self, engine: Engine) -> None:
         epoch, max_epochs = engine.state.epoch, engine.state.max_epochs
         loss = float(self.loss_sum) / max(self.n, 1)
-        rec = {"epoch": epoch, "train_loss": loss, "lr": self.lr, "epoch_s": round(self.epoch_timer(), 3)}
+        rec = {"epoch": epoch, "train_loss": loss, "lr": self.lr, "epoch_s": round(self.epoch_timer(), 3),
+               "elapsed_s": round(self.run_timer(), 2)}
         if self.validator is not None and self.validator.state.epoch == epoch and self.validator.state.metrics:
             rec.update({k: float(v) for k, v in self.validator.state.metrics.items()})
         if not math.isfinite(loss):
