@@ -22,3 +22,22 @@ def build_loss(name: str) -> nn.Module:
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(sorted(LOSSES))}")
     return LOSSES[name]()
+
+
+class WithAuxiliary(nn.Module):
+    """Apply ``loss`` to a network's output, and to its auxiliary outputs with ``aux_weight`` when it has some.
+
+    Networks with deep supervision (PSPNet with ``aux_head=True``) return ``(main, aux, ...)`` in training mode and
+    only ``main`` in eval mode; this wrapper lets one trainer configuration serve both kinds. PSPNet's paper weights
+    the auxiliary loss 0.4.
+    """
+
+    def __init__(self, loss: nn.Module, aux_weight: float = 0.4):
+        super().__init__()
+        self.loss, self.aux_weight = loss, aux_weight
+
+    def forward(self, pred, target):
+        if isinstance(pred, (tuple, list)):
+            main, *aux = pred
+            return self.loss(main, target) + self.aux_weight * sum(self.loss(a, target) for a in aux)
+        return self.loss(pred, target)

@@ -54,3 +54,12 @@ def test_source_resolution_without_resize(tiny_ph2, tmp_path, monkeypatch):
     run("inference", ckpt=str(tmp_path / "run" / "models" / "best.pt"), input_dir=str(flat),
         output_dir=str(tmp_path / "out"), **common)
     assert Image.open(tmp_path / "out" / "masks" / "odd.png").size == (697, 509)
+
+
+def test_pspnet_auxiliary_head_trains_through_the_engine(tiny_ph2, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    data, _ = tiny_ph2
+    run("training", network="pspnet", network_kwargs={"aux_head": True}, width=4, image_size=96, roi_size=[64, 64],
+        dataset_dir=str(data), epochs=1, val_interval=1, batch_size=2, output_dir=str(tmp_path / "run"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["completed"] and 0.0 <= metrics["history"][0]["val_iou"] <= 1.0
