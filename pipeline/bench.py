@@ -1,0 +1,276 @@
+"""Speed of the bundle's engine against a plain PyTorch loop on the same model and data (a benchmark, not a test).
+
+    python -m pipeline.bench [--dataset_dir ../shared/data/ph2/PH2Dataset] [--networks unet segnet] [--epochs 3]
+                             [--json runs/bench.json]
+
+1. Training throughput (images/s) of the PH2 bundle's ``SupervisedTrainer`` (its transforms, ``CacheDataset`` and
+   ``ThreadDataLoader``) against a hand-written loop with the same network, batch size, crop, augmentation, loss and
+   optimiser, images decoded and resized once into memory as a careful hand-written loop would; the engine's time
+   waiting for data is reported separately.
+2. Inference on one PH2 image and one 1388x1040 image: the bundle's inferer against a plain forward of the whole
+   (padded) image and against MONAI's ``sliding_window_inference`` with its default settings, with the fraction of
+   mask pixels on which each path disagrees with the bundle's.
+3. Peak memory (max RSS) of each measurement: each runs in its own subprocess.
+
+Every figure is measured in the same invocation on the same machine, one after another; ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+BUNDLE = "bundles/ph2.json"
+
+
+def _workflow(run_id: str, **overrides):
+    from monai.bundle import ConfigWorkflow
+
+    wf = ConfigWorkflow(config_file=BUNDLE, workflow_type=None, run_id=run_id, logging_file=False, **overrides)
+    wf.initialize()
+    return wf
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def engine_train(dataset_dir: str, network: str, epochs: int) -> dict:
+    """Images/s of the bundle trainer over ``epochs`` epochs after one warm-up epoch, no validation."""
+    from ignite.engine import Events
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wf = _workflow("training", dataset_dir=dataset_dir, network=network, epochs=epochs + 1, val_interval=10**6,
+                       output_dir=tmp)
+        trainer = wf.parser.get_parsed_content("train#trainer")
+        stats = {"epoch_s": [], "data_s": [], "images": []}
+        clock = {}
+
+        @trainer.on(Events.EPOCH_STARTED)
+        def _(engine):
+            clock["epoch"], clock["data"], clock["images"] = time.perf_counter(), 0.0, 0
+
+        @trainer.on(Events.GET_BATCH_STARTED)
+        def _(engine):
+            clock["batch"] = time.perf_counter()
+
+        @trainer.on(Events.GET_BATCH_COMPLETED)
+        def _(engine):
+            clock["data"] += time.perf_counter() - clock["batch"]
+
+        @trainer.on(Events.ITERATION_COMPLETED)
+        def _(engine):
+            clock["images"] += len(engine.state.batch)
+
+        @trainer.on(Events.EPOCH_COMPLETED)
+        def _(engine):
+            stats["epoch_s"].append(time.perf_counter() - clock["epoch"])
+            stats["data_s"].append(clock["data"])
+            stats["images"].append(clock["images"])
+
+        trainer.run()
+    secs, images = sum(stats["epoch_s"][1:]), sum(stats["images"][1:])
+    return {"images_per_s": images / secs, "data_fraction": sum(stats["data_s"][1:]) / secs, "epochs": epochs,
+            "images_per_epoch": stats["images"][-1], "max_rss_mb": _max_rss_mb()}
+
+
+def _load_resized(path: str, size: int, rgb: bool) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        a = np.asarray(im.convert("RGB" if rgb else "L"), dtype=np.float32)
+    t = torch.from_numpy(a).permute(2, 0, 1) / 255.0 if rgb else torch.from_numpy(a)[None] / 255.0
+    if size:
+        h, w = t.shape[1:]
+        scale = size / max(h, w)
+        t = F.interpolate(t[None], size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")[0]
+    return t if rgb else (t > 0.5).float()
+
+
+def _augment(img: torch.Tensor, lab: torch.Tensor, roi: int, g: torch.Generator):
+    """The bundle's training augmentation, written with plain torch ops: pad, random crop, flips, rot90, intensity."""
+    h, w = img.shape[1:]
+    ph, pw = max(roi - h, 0), max(roi - w, 0)
+    if ph or pw:  # SpatialPadd pads symmetrically
+        pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+        img, lab = F.pad(img, pad), F.pad(lab, pad)
+    h, w = img.shape[1:]
+    y, x = int(torch.randint(0, h - roi + 1, (1,), generator=g)), int(torch.randint(0, w - roi + 1, (1,), generator=g))
+    img, lab = img[:, y:y + roi, x:x + roi], lab[:, y:y + roi, x:x + roi]
+    u = torch.rand(8, generator=g)
+    for i, dim in ((0, 1), (1, 2)):
+        if u[i] < 0.5:
+            img, lab = img.flip(dim), lab.flip(dim)
+    if u[2] < 0.5:
+        k = int(torch.randint(1, 4, (1,), generator=g))
+        img, lab = img.rot90(k, (1, 2)), lab.rot90(k, (1, 2))
+    if u[3] < 0.5:
+        img = img * (1 + (torch.rand(img.shape[0], 1, 1, generator=g) * 0.3 - 0.15))
+    if u[4] < 0.5:
+        img = img + (float(u[5]) * 0.1 - 0.05)
+    if u[6] < 0.3:
+        lo, hi = img.min(), img.max()
+        gamma = 0.7 + float(u[7]) * 0.8
+        img = ((img - lo) / (hi - lo + 1e-7)) ** gamma * (hi - lo) + lo
+    return img, lab
+
+
+def plain_train(dataset_dir: str, network: str, epochs: int, batch_size: int = 8, image_size: int = 256,
+                roi: int = 256, lr: float = 2e-3) -> dict:
+    """The same training as the bundle's, as a plain PyTorch loop (main-thread augmentation, no framework)."""
+    from monai.losses import DiceCELoss
+
+    from pipeline.data import find_cases, splits
+    from pipeline.networks import build_network
+
+    torch.manual_seed(0)
+    cases = splits.assign(find_cases("ph2", dataset_dir))["train"]
+    data = [(_load_resized(c["image"], image_size, True), _load_resized(c["label"], image_size, False)) for c in cases]
+    net = build_network(network, in_channels=3, out_channels=1, width=16)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs + 1)
+    loss_fn, g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(0)
+    epoch_s, images = [], []
+    for _ in range(epochs + 1):
+        t0, n = time.perf_counter(), 0
+        order = torch.randperm(len(data), generator=g).tolist()
+        net.train()
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            pairs = [_augment(*data[j], roi, g) for j in order[i:i + batch_size]]
+            x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x), y)
+            loss.backward()
+            opt.step()
+            n += len(pairs)
+        sched.step()
+        epoch_s.append(time.perf_counter() - t0)
+        images.append(n)
+    return {"images_per_s": sum(images[1:]) / sum(epoch_s[1:]), "epochs": epochs, "images_per_epoch": images[-1],
+            "max_rss_mb": _max_rss_mb()}
+
+
+def _time(fn, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def inference(image: str, image_size: int, network: str, ckpt: str | None) -> dict:
+    """Seconds per image of the bundle's inferer, a whole-image forward and MONAI's default sliding window."""
+    from monai.inferers import sliding_window_inference
+
+    wf = _workflow("inference", network=network, image_size=image_size, input_dir=str(Path(image).parent),
+                   output_dir=tempfile.mkdtemp())
+    net = wf.parser.get_parsed_content("net").eval()
+    if ckpt:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        net.load_state_dict(state.get("network", state))
+    pre = wf.parser.get_parsed_content("infer#preprocessing")
+    x = pre({"image": image})["image"][None].as_tensor()
+    inferer = wf.parser.get_parsed_content("validate#inferer")
+    paths = {
+        "bundle": lambda: inferer(x, net),
+        "whole_image": lambda: net(x),
+        "monai_default_sliding_window": lambda: sliding_window_inference(x, (256, 256), 1, net),
+    }
+    out = {"input_hw": list(x.shape[2:])}
+    with torch.inference_mode():
+        masks = {k: (fn() > 0) for k, fn in paths.items()}
+        for k, fn in paths.items():
+            out[f"{k}_s"] = _time(fn)
+            out[f"{k}_mask_disagreement"] = float((masks[k] != masks["bundle"]).float().mean())
+    out["max_rss_mb"] = _max_rss_mb()
+    return out
+
+
+def _find_dsb_image(root: Path) -> str | None:
+    from PIL import Image
+
+    for p in sorted(root.glob("*/images/*.png")):
+        with Image.open(p) as im:
+            if im.size == (1388, 1040):
+                return str(p)
+    return None
+
+
+def _run_part(args: list[str]) -> dict:
+    """Run one measurement in a fresh interpreter (own peak memory, no state shared between measurements)."""
+    proc = subprocess.run([sys.executable, "-m", "pipeline.bench", "--part", *args], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"bench part {args} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset_dir", default="../shared/data/ph2/PH2Dataset")
+    ap.add_argument("--dsb_dir", default="../shared/data/dsb2018/stage1_train")
+    ap.add_argument("--networks", nargs="*", default=["unet", "segnet"])
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)")
+    ap.add_argument("--ckpt", help="trained checkpoint for the inference comparison (masks of random weights agree "
+                                   "less meaningfully)")
+    ap.add_argument("--json", type=Path, default=Path("runs/bench.json"))
+    ap.add_argument("--part", nargs="*", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.part:  # one measurement, called by the orchestrator below
+        kind, *rest = args.part
+        if kind == "engine":
+            res = engine_train(rest[0], rest[1], int(rest[2]))
+        elif kind == "plain":
+            res = plain_train(rest[0], rest[1], int(rest[2]))
+        else:
+            res = inference(rest[0], int(rest[1]), rest[2], rest[3] if len(rest) > 3 else None)
+        print(json.dumps(res))
+        return
+
+    if not Path(args.dataset_dir).is_dir():
+        raise SystemExit(f"PH2 not found at {args.dataset_dir}: pass --dataset_dir")
+    from pipeline.data import find_cases, splits
+
+    results = {"torch_threads": torch.get_num_threads(), "training": {}, "inference": {}}
+    for net in args.networks:
+        plain = _run_part(["plain", args.dataset_dir, net, str(args.epochs)])
+        engine = _run_part(["engine", args.dataset_dir, net, str(args.epochs)])
+        results["training"][net] = {"engine": engine, "plain": plain,
+                                    "ratio": engine["images_per_s"] / plain["images_per_s"]}
+        print(f"train {net:8s} engine {engine['images_per_s']:6.1f} img/s (data wait {engine['data_fraction']:.0%}, "
+              f"{engine['max_rss_mb']:.0f} MB) | plain loop {plain['images_per_s']:6.1f} img/s "
+              f"({plain['max_rss_mb']:.0f} MB) | ratio {results['training'][net]['ratio']:.2f}", flush=True)
+
+    ph2_image = splits.assign(find_cases("ph2", args.dataset_dir))["test"][0]["image"]
+    dsb_image = _find_dsb_image(Path(args.dsb_dir)) if Path(args.dsb_dir).is_dir() else None
+    cases = [("ph2_working_res", ph2_image, 256), ("ph2_source_res", ph2_image, 0)]
+    if dsb_image:
+        cases.append(("dsb_1388x1040", dsb_image, 0))
+    for name, image, size in cases:
+        res = _run_part(["infer", image, str(size), args.networks[0], *([args.ckpt] if args.ckpt else [])])
+        results["inference"][name] = res
+        print(f"infer {name:16s} {tuple(res['input_hw'])}: bundle {res['bundle_s']:.3f}s | whole image "
+              f"{res['whole_image_s']:.3f}s (disagree {res['whole_image_mask_disagreement']:.2%}) | MONAI default "
+              f"sliding window {res['monai_default_sliding_window_s']:.3f}s "
+              f"(disagree {res['monai_default_sliding_window_mask_disagreement']:.2%}) | {res['max_rss_mb']:.0f} MB",
+              flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
