@@ -1,7 +1,9 @@
 """Ignite handlers MONAI lacks: a per-epoch run record, TensorBoard overlays, per-case evaluation and mask writing.
 
 Each has ``attach(engine)`` so bundles list it among an engine's handlers. All of them read the decollated
-``engine.state.batch`` / ``engine.state.output`` of MONAI engines (``decollate=True``, the default).
+``engine.state.batch`` / ``engine.state.output`` of MONAI engines (``decollate=True``, the default). The case dicts'
+extra keys travel through the engine untouched: ``case_id`` and ``group`` (str) come back as strings, ``slice``
+(int) as an int (collated to a tensor, decollated back), so sliced volumes (LGG) can be regrouped per patient.
 """
 
 from __future__ import annotations
@@ -24,15 +26,74 @@ from .visualize import contact_sheet, load_rgb, overlay
 logger = logging.getLogger(__name__)
 
 
-def _items(engine: Engine):
-    """(case_id, source image path, output dict) for each case of the current iteration."""
+def _items(engine: Engine, with_batch: bool = False):
+    """(case_id, source image path, output dict) for each case of the current iteration; with ``with_batch``,
+    the case's decollated batch dict (``group``, ``slice``, ...) comes fourth."""
     batch, output = engine.state.batch, engine.state.output
     if isinstance(batch, dict) or isinstance(output, dict):
         raise TypeError("these handlers need decollated engine state (MONAI engines with decollate=True)")
     for b, o in zip(batch, output):
         image = o.get("image", b.get("image"))
         path = getattr(image, "meta", {}).get("filename_or_obj", "")
-        yield str(b.get("case_id", Path(path).stem)), path, o
+        case_id = str(b.get("case_id", Path(path).stem))
+        yield (case_id, path, o, b) if with_batch else (case_id, path, o)
+
+
+def _group_slice(b: dict, case_id: str) -> tuple[str, int | None]:
+    """The case's group (its own id when it has none) and slice number (None when it has none)."""
+    k = b.get("slice")
+    if isinstance(k, (list, tuple)):
+        k = k[0] if len(k) == 1 else k
+    return str(b.get("group", case_id)), None if k is None else int(k)
+
+
+class SliceStack:
+    """Binary slice masks per group (patient), kept bit-packed, stacked in slice order into (H, W, n_slices).
+
+    Slices are ordered by their ``slice`` number; cases without one (a group of plain images) by case id.
+    """
+
+    def __init__(self):
+        self.groups: dict[str, dict[tuple, tuple]] = {}
+
+    def add(self, group: str, slice_no: int | None, case_id: str, mask: np.ndarray) -> None:
+        slices = self.groups.setdefault(group, {})
+        key = (0, slice_no, "") if slice_no is not None else (1, 0, case_id)
+        if key in slices:
+            raise RuntimeError(f"{case_id}: slice {slice_no} of {group} was already seen as {slices[key][0]}")
+        slices[key] = (case_id, mask.shape, np.packbits(mask.astype(bool)))
+
+    def has_slice_numbers(self, group: str) -> bool:
+        return all(key[0] == 0 for key in self.groups[group])
+
+    def case_ids(self, group: str) -> list[str]:
+        return [v[0] for _, v in sorted(self.groups[group].items())]
+
+    def volume(self, group: str) -> np.ndarray:
+        """uint8 0/1 volume (H, W, n_slices) of the group, slices in order."""
+        slices = [v for _, v in sorted(self.groups[group].items())]
+        shapes = sorted({shape for _, shape, _ in slices})
+        if len(shapes) > 1:
+            raise RuntimeError(f"{group}: its slices differ in size {shapes}; they cannot be stacked into a volume")
+        return np.stack([np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape)
+                         for _, shape, packed in slices], axis=-1).astype(np.uint8)
+
+    def write_volume(self, group: str, out_dir: Path) -> Path:
+        """``<out_dir>/volumes/<group>.nii.gz``: uint8 0/1, shape (H, W, n_slices), identity affine."""
+        import nibabel as nib
+
+        path = Path(out_dir) / "volumes" / f"{group}.nii.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(self.volume(group), np.eye(4)), str(path))
+        return path
+
+    def write_volumes(self, out_dir: Path) -> list[Path]:
+        """Volumes of the groups whose cases carry slice numbers (groups of plain images get none)."""
+        groups = [g for g in sorted(self.groups) if self.has_slice_numbers(g)]
+        skipped = len(self.groups) - len(groups)
+        if skipped:
+            logger.info("%d inputs carry no slice number (not a sliced layout): no volume written for them", skipped)
+        return [self.write_volume(g, out_dir) for g in groups]
 
 
 def _mask(x) -> np.ndarray:
@@ -150,10 +211,22 @@ class CaseMetricsWriter:
     - ``per_case.csv``: case_id, iou, dice, hd95, area_true, area_pred (sorted by case id)
     - ``metrics.json``: mean / median / std / n of IoU, Dice and HD95, plus ``extra`` (checkpoint, split, ...)
     - ``worst_cases.png``: the ``worst_k`` lowest-IoU cases with truth and prediction outlines
+
+    With ``group_metrics`` (sliced volumes: LGG), also, as Buda et al. report them (:mod:`pipeline.metrics`):
+
+    - ``per_group.csv``: group, n_slices, dice_volume, iou_volume, area_true, area_pred: each group's (patient's)
+      slices stacked in slice order and scored as one volume (sorted by group)
+    - in ``metrics.json``: ``groups`` (n, dice_volume and iou_volume summaries over patients), ``tumour_slices``
+      (IoU, Dice over the slices with non-empty truth) and ``empty_slices`` (n, predicted_empty, rate)
+
+    With ``volumes``: ``volumes/<group>.nii.gz``, the predicted masks of each group whose cases carry slice numbers,
+    stacked as in :class:`MaskWriter`.
     """
 
-    def __init__(self, output_dir: str, worst_k: int = 8, extra: dict | None = None):
+    def __init__(self, output_dir: str, worst_k: int = 8, extra: dict | None = None, group_metrics: bool = False,
+                 volumes: bool = False):
         self.out, self.worst_k, self.extra = Path(output_dir), worst_k, extra or {}
+        self.group_metrics, self.volumes = bool(group_metrics), bool(volumes)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
@@ -162,14 +235,20 @@ class CaseMetricsWriter:
 
     def _started(self, engine: Engine) -> None:
         self.records, self.worst, self.timer = [], [], Timer()
+        self.preds, self.truths = SliceStack(), SliceStack()
 
     def _iteration(self, engine: Engine) -> None:
-        for case_id, path, o in _items(engine):
+        for case_id, path, o, b in _items(engine, with_batch=True):
             if "label" not in o:
                 raise KeyError(f"{case_id}: evaluation needs a label for every case ({path})")
             pred, truth = _mask(o["pred"]), _mask(o["label"])
             rec = {"case_id": case_id, **M.case_record(pred, truth)}
             self.records.append(rec)
+            if self.group_metrics or self.volumes:
+                group, k = _group_slice(b, case_id)
+                self.preds.add(group, k, case_id, pred)
+                if self.group_metrics:
+                    self.truths.add(group, k, case_id, truth)
             item = (-rec["iou"], case_id, path, pred, truth)
             if len(self.worst) < self.worst_k:
                 heapq.heappush(self.worst, item)
@@ -186,8 +265,12 @@ class CaseMetricsWriter:
             for r in self.records:
                 w.writerow({k: (f"{r[k]:.6f}" if isinstance(r[k], float) else r[k]) for k in fields})
         summary = M.summarize_records(self.records)
-        write_json(self.out / "metrics.json", {**self.extra, "n_cases": len(self.records), "summary": summary,
-                                               "seconds": round(self.timer(), 1),
+        doc = {**self.extra, "n_cases": len(self.records), "summary": summary}
+        if self.group_metrics:
+            doc.update(self._write_groups())
+        if self.volumes:
+            self.preds.write_volumes(self.out)
+        write_json(self.out / "metrics.json", {**doc, "seconds": round(self.timer(), 1),
                                                "metric_definition": "pipeline.metrics (thresholded, per image)"})
         worst = sorted(self.worst, key=lambda t: (-t[0], t[1]))
         if worst:
@@ -197,23 +280,55 @@ class CaseMetricsWriter:
                     len(self.records), summary["iou"]["mean"], summary["iou"]["median"], summary["dice"]["mean"],
                     summary["dice"]["median"], self.out)
 
+    def _write_groups(self) -> dict:
+        """``per_group.csv`` and the group / tumour-slice / empty-slice summaries for ``metrics.json``."""
+        rows = [{"group": g, **M.volume_record(self.preds.volume(g), self.truths.volume(g))}
+                for g in sorted(self.truths.groups)]
+        fields = ["group", "n_slices", "dice_volume", "iou_volume", "area_true", "area_pred"]
+        with open(self.out / "per_group.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{r[k]:.6f}" if isinstance(r[k], float) else r[k]) for k in fields})
+        groups = M.summarize_groups(rows)
+        slices = M.slice_summaries(self.records)
+        logger.info("volume Dice over %d groups: mean %.4f median %.4f | tumour slices (%d): IoU mean %.4f | "
+                    "empty slices predicted empty: %d of %d", groups["n"], groups["dice_volume"]["mean"],
+                    groups["dice_volume"]["median"], slices["tumour_slices"]["n"],
+                    slices["tumour_slices"]["iou"]["mean"], slices["empty_slices"]["predicted_empty"],
+                    slices["empty_slices"]["n"])
+        return {"groups": groups, **slices,
+                "group_metric_definition": "pipeline.metrics.volume_record (Dice / IoU of each group's stacked "
+                                           "slices; tumour_slices: non-empty truth; empty_slices: empty truth)"}
+
 
 class MaskWriter:
     """Writes ``masks/<case_id>.png`` (0/255, the source image's exact size), ``overlays/<case_id>.png`` and
-    ``predictions.csv`` (case, source, size, predicted area) under ``output_dir``."""
+    ``predictions.csv`` (case, source, size, predicted area) under ``output_dir``.
 
-    def __init__(self, output_dir: str, overlays: bool = True):
-        self.out, self.overlays = Path(output_dir), overlays
+    With ``volumes`` (sliced layouts: LGG) it also stacks each group's (patient's) predicted slice masks in slice
+    order and writes ``volumes/<group>.nii.gz`` with nibabel: uint8 0/1, shape (H, W, n_slices), identity affine
+    (voxel spacing unknown: the slices carry none). Inputs without a slice number (a flat folder of images) get
+    masks only.
+    """
+
+    def __init__(self, output_dir: str, overlays: bool = True, volumes: bool = False):
+        self.out, self.overlays, self.volumes = Path(output_dir), overlays, bool(volumes)
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, lambda e: setattr(self, "rows", []))
+        engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
         engine.add_event_handler(Events.COMPLETED, self._completed)
 
+    def _started(self, engine: Engine) -> None:
+        self.rows, self.stack = [], SliceStack()
+
     def _iteration(self, engine: Engine) -> None:
         (self.out / "masks").mkdir(parents=True, exist_ok=True)
-        for case_id, path, o in _items(engine):
+        for case_id, path, o, b in _items(engine, with_batch=True):
             mask = _mask(o["pred"])
+            if self.volumes:
+                self.stack.add(*_group_slice(b, case_id), case_id, mask)
             with Image.open(path) as src:
                 if src.size != (mask.shape[1], mask.shape[0]):
                     raise RuntimeError(f"{case_id}: predicted mask {mask.shape[::-1]} != source size {src.size}")
@@ -231,3 +346,6 @@ class MaskWriter:
             w.writeheader()
             w.writerows(sorted(self.rows, key=lambda r: r["case_id"]))
         logger.info("wrote %d masks to %s", len(self.rows), self.out / "masks")
+        if self.volumes:
+            written = self.stack.write_volumes(self.out)
+            logger.info("wrote %d volumes to %s", len(written), self.out / "volumes")

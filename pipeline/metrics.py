@@ -10,6 +10,15 @@ argmax for softmax outputs) before scoring, and the truth is binarised at load t
   is rewarded and a false positive on it is punished; nothing is dropped from the mean).
 - HD95 = 95th percentile of the symmetric surface distance in pixels (MONAI ``compute_hausdorff_distance``);
   undefined (NaN) when either mask is empty; summaries of HD95 use the finite values and report how many.
+
+Sliced volumes (LGG brain MRI), as Buda et al. (Comput Biol Med 2019) report them, on top of the per-slice scores:
+
+- Volume Dice / IoU per patient (``volume_record``): the patient's slice masks stacked in slice order into one
+  volume, and Dice / IoU of that volume: |P ∩ T| and |P|, |T| summed over all slices, *not* the mean of per-slice
+  scores. An empty predicted volume against an empty truth volume scores 1. Summarised as mean / median / std / n
+  over patients (``summarize_groups``).
+- Tumour slices (``slice_summaries``): per-slice IoU and Dice summarised over the slices whose truth is non-empty.
+- Empty slices (``slice_summaries``): of the slices whose truth is empty, how many are predicted empty (``rate``).
 """
 
 from __future__ import annotations
@@ -72,3 +81,48 @@ def summarize(values: Sequence[float]) -> dict:
 
 def summarize_records(records: Sequence[dict], keys: Sequence[str] = ("iou", "dice", "hd95")) -> dict:
     return {k: summarize([r[k] for r in records]) for k in keys}
+
+
+def _stack(volume) -> np.ndarray:
+    """A (H, W, S) boolean volume from an (H, W, S) array or a sequence of (H, W) slice masks (in slice order)."""
+    if isinstance(volume, (list, tuple)):
+        if not volume:
+            raise ValueError("a volume needs at least one slice")
+        return np.stack([_as_batch(s)[0, 0].numpy() > 0 for s in volume], axis=-1)
+    a = volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
+    if a.ndim != 3:
+        raise ValueError(f"expected an (H, W, n_slices) volume or a list of slices, got shape {a.shape}")
+    return a > 0
+
+
+def volume_record(pred, truth) -> dict:
+    """Dice and IoU of one patient's whole volume (slices stacked in slice order), with its size and areas.
+
+    ``pred`` and ``truth`` are (H, W, n_slices) arrays or sequences of (H, W) slice masks. Returns ``n_slices``,
+    ``dice_volume``, ``iou_volume`` (1 when both volumes are empty, 0 when only one is), ``area_true`` and
+    ``area_pred`` (voxels).
+    """
+    p, t = _stack(pred), _stack(truth)
+    if p.shape != t.shape:
+        raise ValueError(f"prediction volume shape {p.shape} differs from truth volume shape {t.shape}")
+    rec = case_record(p, t, hd95=False)
+    return {"n_slices": int(p.shape[-1]), "dice_volume": rec["dice"], "iou_volume": rec["iou"],
+            "area_true": rec["area_true"], "area_pred": rec["area_pred"]}
+
+
+def summarize_groups(group_records: Sequence[dict]) -> dict:
+    """Summaries over patients of ``volume_record`` results: ``n`` patients, ``dice_volume`` and ``iou_volume``."""
+    return {"n": len(group_records), **summarize_records(group_records, ("dice_volume", "iou_volume"))}
+
+
+def slice_summaries(records: Sequence[dict]) -> dict:
+    """From per-slice ``case_record`` results: IoU / Dice over tumour slices (non-empty truth) and the rate of
+    empty-truth slices predicted empty (NaN when there are none)."""
+    tumour = [r for r in records if r["area_true"] > 0]
+    empty = [r for r in records if r["area_true"] == 0]
+    predicted_empty = sum(r["area_pred"] == 0 for r in empty)
+    return {
+        "tumour_slices": {"n": len(tumour), **summarize_records(tumour, ("iou", "dice"))},
+        "empty_slices": {"n": len(empty), "predicted_empty": int(predicted_empty),
+                         "rate": predicted_empty / len(empty) if empty else math.nan},
+    }

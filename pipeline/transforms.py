@@ -65,3 +65,57 @@ class RandHairsd(RandomizableTransform, MapTransform):
             colour_t = torch.as_tensor(np.resize(colour, img.shape[0]), device=img.device)[:, None, None]
             d[key] = img * (1 - alpha_t) + colour_t.to(img.dtype) * alpha_t
         return d
+
+
+class LoadMaskUniond(MapTransform):
+    """Load one binary mask, or several (one per object, as DSB2018 gives one file per nucleus), as their union.
+
+    For each key the value is a path or a list of paths. Every file is read with PIL (``convert('L')``) and must be
+    binary, i.e. hold at most two distinct values (nonzero is foreground: 0/255, 0/1 and 1-bit files all work); all
+    files of one key must share one size. The result is a float32 :class:`monai.data.MetaTensor` of shape
+    ``(1, H, W)`` (the ``(C, H, W)`` orientation in which numpy and PIL see the image, as the bundles' image loaders
+    use ``PILReader(reverse_indexing=False)``) with values 0 and 1 and ``filename_or_obj`` the first path.
+
+    Deterministic, so ``CacheDataset`` builds each union once, not every epoch.
+
+    Raises ``ValueError`` naming the file for a non-binary mask, a size mismatch or an empty list.
+
+    Example::
+
+        load = LoadMaskUniond(keys="label")
+        d = load({"label": ["masks/a.png", "masks/b.png"]})   # d["label"].shape == (1, H, W)
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+
+    @staticmethod
+    def union(paths) -> "MetaTensor":
+        from monai.data import MetaTensor
+
+        paths = [paths] if isinstance(paths, (str, bytes)) or not isinstance(paths, Sequence) else list(paths)
+        if not paths:
+            raise ValueError("LoadMaskUniond: empty list of mask files")
+        out, size0 = None, None
+        for p in paths:
+            with Image.open(p) as im:
+                size = im.size
+                a = np.asarray(im.convert("L"))
+            values = np.unique(a)
+            if values.size > 2:
+                shown = ", ".join(str(int(v)) for v in values[:8]) + (", ..." if values.size > 8 else "")
+                raise ValueError(f"{p}: not a binary mask: {values.size} distinct values ({shown})")
+            if out is None:
+                out, size0 = np.zeros(a.shape, dtype=bool), size
+            elif size != size0:
+                raise ValueError(f"{p}: mask size {size[0]}x{size[1]} differs from {size0[0]}x{size0[1]} "
+                                 f"of {paths[0]} (width x height)")
+            out |= a > 0
+        meta = {"filename_or_obj": str(paths[0]), "spatial_shape": np.array(out.shape)}
+        return MetaTensor(torch.from_numpy(out[None].astype(np.float32)), meta=meta)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.union(d[key])
+        return d

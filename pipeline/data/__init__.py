@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import DatasetError
 
-LAYOUTS = {"ph2": "pipeline.data.ph2"}
+LAYOUTS = {"ph2": "pipeline.data.ph2", "lgg": "pipeline.data.lgg", "dsb2018": "pipeline.data.dsb2018", "folder": "pipeline.data.folder"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 __all__ = ["DatasetError", "LAYOUTS", "find_cases", "find_inputs"]

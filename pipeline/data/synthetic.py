@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import ph2
+from . import dsb2018, ph2  # dsb2018 imports this module only inside its functions
+from . import lgg  # lgg imports this module only inside write_lgg
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def _marker_text(layout: str, **params) -> str:
             "Not real data: metrics measured on it say nothing about real images.\n")
 
 
-WRITERS = {"ph2": write_ph2}
+WRITERS = {"ph2": write_ph2, "lgg": lgg.write_lgg, "dsb2018": dsb2018.write_dsb2018}
 
 
 def is_synthetic(root: str | Path) -> bool:

@@ -1,0 +1,243 @@
+"""LGG brain MRI (Buda et al., Comput Biol Med 2019; TCGA/TCIA) in the Kaggle ``lgg-mri-segmentation`` layout.
+
+::
+
+    kaggle_3m/
+      data.csv                                  genomic clusters per patient (allowed, not read)
+      TCGA_CS_4941_19960909/                    one folder per patient: TCGA_<institution>_<id>_<date>
+        TCGA_CS_4941_19960909_1.tif             slice k = 1: 256 x 256 x 3 uint8 (pre-contrast, FLAIR, post-contrast)
+        TCGA_CS_4941_19960909_1_mask.tif        its FLAIR tumour mask, 256 x 256, 0/255
+        ...
+        TCGA_CS_4941_19960909_10.tif            k is a slice number: 10 comes after 9 (sorted numerically)
+
+``root`` may be the ``kaggle_3m`` folder, a folder holding ``kaggle_3m/`` (the unpacked Kaggle archive; only its
+``kaggle_3m/`` is read) or a single patient folder (handy for inference on one patient).
+
+One case per slice: ``image``, ``label`` (when the mask exists), ``case_id`` (the slice file's stem,
+``TCGA_CS_4941_19960909_12``), ``group`` (the patient folder: splits keep a patient's slices together) and
+``slice`` (k, an int). Cases are sorted by patient, then numerically by slice.
+
+Nothing is skipped silently. Besides patient folders, the top level may hold only ``data.csv``, README/LICENSE
+files and ``*.txt`` / ``*.md`` notes (``SYNTHETIC.txt`` marks a synthetic sample); a patient folder may hold only
+``<folder>_<k>.tif`` and ``<folder>_<k>_mask.tif`` (``.tiff`` accepted). Hidden files (names starting with ``.``:
+``.DS_Store``, ``._*`` resource forks) are operating-system metadata and are ignored at both levels. Anything else
+is a :class:`DatasetError` naming the file, as are a mask without its image, an image without its mask
+(``require_labels``), two files with the same slice number (``_7.tif`` and ``_07.tif``) and an empty patient folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import DatasetError
+
+SUBDIR = "kaggle_3m"
+PATIENT_RE = re.compile(r"^TCGA_[A-Za-z0-9]+_[A-Za-z0-9]+_\d{8}$")
+TOP_LEVEL_FILES = re.compile(r"^(data\.csv|(readme|license|licence)(\..*)?|.*\.(txt|md))$", re.IGNORECASE)
+CHANNELS = ("pre-contrast", "FLAIR", "post-contrast")
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _slice_re(patient: str) -> re.Pattern:
+    return re.compile(rf"^{re.escape(patient)}_(\d+)(_mask)?\.tiff?$")
+
+
+def patient_dirs(root: str | Path) -> list[Path]:
+    """The patient folders under ``root`` (see the module docstring for what ``root`` may be)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"LGG dataset folder does not exist: {root}")
+    if PATIENT_RE.match(root.name) and not (root / SUBDIR).is_dir():
+        return [root]
+    base = root / SUBDIR if (root / SUBDIR).is_dir() else root
+    patients = []
+    for p in _visible(base):
+        if p.is_dir() and PATIENT_RE.match(p.name):
+            patients.append(p)
+        elif p.is_dir():
+            raise DatasetError(f"{p}: unexpected folder in a kaggle_3m layout "
+                               "(patient folders are named TCGA_<institution>_<id>_<date>)")
+        elif not TOP_LEVEL_FILES.match(p.name):
+            raise DatasetError(f"{p}: unexpected file in a kaggle_3m layout (only patient folders, data.csv and "
+                               "README/*.txt/*.md notes belong there)")
+    if not patients:
+        raise DatasetError(f"{root} is not an LGG kaggle_3m folder: no patient folders (TCGA_<inst>_<id>_<date>/) "
+                           f"in {base}")
+    return patients
+
+
+def _patient_cases(folder: Path, require_labels: bool) -> list[dict]:
+    pattern = _slice_re(folder.name)
+    images: dict[int, Path] = {}
+    masks: dict[int, Path] = {}
+    for p in _visible(folder):
+        m = pattern.match(p.name)
+        if not p.is_file() or not m:
+            raise DatasetError(f"{p}: unexpected {'folder' if p.is_dir() else 'file'} in patient folder "
+                               f"{folder.name} (expected {folder.name}_<k>.tif and {folder.name}_<k>_mask.tif)")
+        k, table = int(m.group(1)), masks if m.group(2) else images
+        if k in table:
+            raise DatasetError(f"{p}: slice {k} of {folder.name} appears twice ({table[k].name} and {p.name})")
+        table[k] = p
+    if not images and not masks:
+        raise DatasetError(f"{folder}: patient folder holds no slices")
+    orphans = sorted(set(masks) - set(images))
+    if orphans:
+        k = orphans[0]
+        raise DatasetError(f"{masks[k]}: mask without its image (slice {k} of {folder.name})")
+    cases = []
+    for k in sorted(images):
+        image = images[k]
+        case = {"image": str(image), "case_id": image.name.split(".")[0], "group": folder.name, "slice": k}
+        if k in masks:
+            case["label"] = str(masks[k])
+        elif require_labels:
+            raise DatasetError(f"{image}: image without its mask (expected {folder.name}_{k}_mask.tif)")
+        cases.append(case)
+    return cases
+
+
+def find_cases(root: str | Path, require_labels: bool = True) -> list[dict]:
+    """One case per slice under ``root``, sorted by patient then numerically by slice (see module docstring).
+
+    Raises :class:`DatasetError` naming the file for a missing folder, no patient folders, unexpected files or
+    folders, a mask without its image, a duplicated slice number, or (``require_labels``) an image without mask.
+    """
+    cases = []
+    for folder in patient_dirs(root):
+        cases.extend(_patient_cases(folder, require_labels))
+    return cases
+
+
+def has_tumour(mask_path: str | Path) -> bool:
+    with Image.open(mask_path) as im:
+        return bool(np.asarray(im.convert("L")).max() > 127)
+
+
+def tumour_weights(cases: list[dict], tumour_fraction: float = 0.5) -> list[float]:
+    """Sampling weight per case so that a weighted draw picks a tumour slice with probability ``tumour_fraction``.
+
+    Reads each case's mask once. Tumour slices share ``tumour_fraction`` of the mass, empty slices the rest, evenly
+    within each kind; when all slices are of one kind the weights are uniform. For
+    ``torch.utils.data.WeightedRandomSampler(weights, num_samples=len(cases), replacement=True)``.
+    """
+    if not 0.0 < tumour_fraction < 1.0:
+        raise ValueError(f"tumour_fraction must lie in (0, 1), got {tumour_fraction}")
+    if not cases:
+        raise ValueError("tumour_weights needs at least one case")
+    flags = []
+    for c in cases:
+        if "label" not in c:
+            raise DatasetError(f"{c.get('case_id', c.get('image'))}: weighting by tumour needs the mask")
+        flags.append(has_tumour(c["label"]))
+    n_t = sum(flags)
+    n_e = len(flags) - n_t
+    if n_t == 0 or n_e == 0:
+        return [1.0 / len(flags)] * len(flags)
+    return [tumour_fraction / n_t if f else (1.0 - tumour_fraction) / n_e for f in flags]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# synthetic sample
+
+
+def _shape_field(h: int, w: int, cy: float, cx: float, radius: float, harmonics) -> np.ndarray:
+    """Signed radial field (<= 0 inside) of a circle of ``radius`` perturbed by fixed harmonics."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    theta = np.arctan2(yy - cy, xx - cx)
+    boundary = np.full_like(theta, radius)
+    for k, amp, phase in harmonics:
+        boundary += radius * amp * np.cos(k * theta + phase)
+    return np.hypot(yy - cy, xx - cx) - boundary
+
+
+def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int = 16) -> np.ndarray:
+    coarse = rng.normal(0, 1, (h // cell + 2, w // cell + 2)).astype(np.float32)
+    return np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC))
+
+
+def brain_volume(rng: np.random.Generator, n_slices: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic patient: images (S, H, W, 3) uint8 and tumour masks (S, H, W) bool.
+
+    An elliptical head (bright scalp ring, brain, dark ventricles) shrinking towards the top and bottom slices,
+    three channels with different contrasts (pre-contrast, FLAIR, post-contrast), and a tumour that occupies a
+    contiguous run of about a third of the slices, bright in FLAIR (channel 1), faintly enhancing in post-contrast.
+    """
+    h = w = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cy, cx = h / 2 + rng.uniform(-8, 8), w / 2 + rng.uniform(-8, 8)
+    ay, ax = rng.uniform(0.36, 0.42) * h, rng.uniform(0.28, 0.34) * w  # head semi-axes (taller than wide)
+    tissue = np.array([rng.uniform(90, 120), rng.uniform(100, 130), rng.uniform(85, 115)], dtype=np.float32)
+    run = max(2, int(round(n_slices * rng.uniform(0.28, 0.38))))
+    first = int(rng.integers(max(1, n_slices // 5), max(2, n_slices - run - n_slices // 6) + 1))
+    first = min(first, n_slices - run)
+    t_angle = rng.uniform(0, 2 * np.pi)
+    t_dist = rng.uniform(0.15, 0.45)
+    t_radius = rng.uniform(0.10, 0.17) * min(ay, ax) * 2
+    harmonics = [(k, rng.uniform(0.03, 0.15) / (k / 2), rng.uniform(0, 2 * np.pi)) for k in range(2, 6)]
+    flair_gain = rng.uniform(1.6, 2.0)
+
+    images = np.zeros((n_slices, h, w, 3), dtype=np.uint8)
+    masks = np.zeros((n_slices, h, w), dtype=bool)
+    for s in range(n_slices):
+        z = -0.92 + 1.84 * s / max(n_slices - 1, 1)  # position through the head, -1 bottom .. 1 top
+        scale = np.sqrt(max(1.0 - z * z, 0.05))
+        r = np.hypot((yy - cy) / (ay * scale), (xx - cx) / (ax * scale))
+        head = r <= 1.0
+        brain = r <= 0.88
+        img = np.zeros((h, w, 3), dtype=np.float32)
+        texture = _smooth_noise(rng, h, w)
+        img[head & ~brain] = tissue * np.array([1.5, 0.6, 1.4], dtype=np.float32)  # scalp: bright in T1, dark FLAIR
+        img[brain] = tissue
+        img += (6 * texture)[..., None] * brain[..., None]
+        ventricles = np.hypot((yy - cy) / (ay * scale * 0.22), (xx - cx) / (ax * scale * 0.12)) <= 1.0
+        img[ventricles & brain] *= np.array([0.55, 0.35, 0.5], dtype=np.float32)  # CSF: dark, darkest in FLAIR
+        if first <= s < first + run:
+            u = (s - first + 0.5) / run  # 0..1 through the tumour's run: largest in the middle
+            radius = t_radius * (0.45 + 0.55 * np.sin(np.pi * u)) * scale
+            ty = cy + np.sin(t_angle) * t_dist * ay * scale
+            tx = cx + np.cos(t_angle) * t_dist * ax * scale
+            field = _shape_field(h, w, ty, tx, radius, harmonics)
+            tumour = (field <= 0) & brain
+            edge = np.clip(1.0 - np.abs(field) / 3.0, 0, 1) * tumour  # enhancing rim for post-contrast
+            img[tumour, 1] *= flair_gain
+            img[tumour, 0] *= 0.85
+            img[..., 2] += 35 * edge
+            masks[s] = tumour
+        img += rng.normal(0, 3, img.shape).astype(np.float32) * head[..., None]
+        images[s] = np.clip(img, 0, 255).astype(np.uint8)
+    return images, masks
+
+
+def write_lgg(root: str | Path, n_cases: int = 6, seed: int = 0) -> Path:
+    """Write a synthetic LGG sample of ``n_cases`` patients (12-20 slices each) under ``root`` in the
+    ``kaggle_3m`` layout (deflate TIFFs, 0/255 L-mode masks, a ``data.csv``) and return ``root``."""
+    from .synthetic import MARKER, _marker_text  # here, not at import: synthetic imports this module
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_cases):
+        date = f"{int(rng.integers(1985, 2005))}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
+        patient = f"TCGA_SY_{i + 1:04d}_{date}"
+        folder = root / patient
+        folder.mkdir()
+        images, masks = brain_volume(rng, int(rng.integers(12, 21)))
+        for k, (img, mask) in enumerate(zip(images, masks), start=1):
+            Image.fromarray(img).save(folder / f"{patient}_{k}.tif", compression="tiff_deflate")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{patient}_{k}_mask.tif",
+                                                              compression="tiff_deflate")
+        rows.append((patient[:12], int(rng.integers(1, 5)), int(rng.integers(1, 6))))
+    with open(root / "data.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("Patient", "RNASeqCluster", "MethylationCluster"), *rows])
+    (root / MARKER).write_text(_marker_text("lgg", n_cases=n_cases, seed=seed))
+    return root
