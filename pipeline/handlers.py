@@ -3,7 +3,9 @@
 Each has ``attach(engine)`` so bundles list it among an engine's handlers. All of them read the decollated
 ``engine.state.batch`` / ``engine.state.output`` of MONAI engines (``decollate=True``, the default). The case dicts'
 extra keys travel through the engine untouched: ``case_id`` and ``group`` (str) come back as strings, ``slice``
-(int) as an int (collated to a tensor, decollated back), so sliced volumes (LGG) can be regrouped per patient.
+(int) as an int (collated to a tensor, decollated back), so sliced volumes (LGG) can be regrouped per patient;
+slices of NIfTI volumes (:mod:`pipeline.data.nifti`) also carry ``slice_axis`` (int) and ``reference`` (str, the
+source volume), so their predicted volume is written with the source's affine and header.
 """
 
 from __future__ import annotations
@@ -47,16 +49,52 @@ def _group_slice(b: dict, case_id: str) -> tuple[str, int | None]:
     return str(b.get("group", case_id)), None if k is None else int(k)
 
 
+def _first(x):
+    return x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x
+
+
+def _volume_source(b: dict) -> tuple[str | None, int | None]:
+    """``(reference volume path, slice axis)`` of a case that is a slice of a NIfTI volume, else ``(None, None)``."""
+    reference, axis = _first(b.get("reference")), _first(b.get("slice_axis"))
+    if reference is None or axis is None:
+        return None, None
+    return str(reference), int(axis)
+
+
+def _source_image(path: str, slice_no: int | None = None, slice_axis: int | None = None) -> np.ndarray:
+    """The image to draw outlines on: the source image file, or slice ``slice_no`` along ``slice_axis`` of the
+    source NIfTI volume (cached: :func:`pipeline.data.nifti.load_slice`)."""
+    if slice_no is not None and slice_axis is not None:
+        from .data.nifti import load_slice
+
+        return load_slice(path, slice_no, slice_axis)
+    return load_rgb(path)
+
+
+def _slice_of(b: dict, case_id: str) -> tuple[int | None, int | None]:
+    """``(slice number, slice axis)`` of a slice of a volume, else ``(None, None)``."""
+    axis = _volume_source(b)[1]
+    return (_group_slice(b, case_id)[1], axis) if axis is not None else (None, None)
+
+
 class SliceStack:
     """Binary slice masks per group (patient), kept bit-packed, stacked in slice order into (H, W, n_slices).
 
-    Slices are ordered by their ``slice`` number; cases without one (a group of plain images) by case id.
+    Slices are ordered by their ``slice`` number; cases without one (a group of plain images) by case id. A group
+    whose cases name a ``reference`` volume and a ``slice_axis`` (NIfTI slices) is written along that axis with the
+    reference's affine and header (:meth:`write_volume`).
     """
 
     def __init__(self):
         self.groups: dict[str, dict[tuple, tuple]] = {}
+        self.sources: dict[str, tuple[str, int]] = {}
 
-    def add(self, group: str, slice_no: int | None, case_id: str, mask: np.ndarray) -> None:
+    def add(self, group: str, slice_no: int | None, case_id: str, mask: np.ndarray, reference: str | None = None,
+            slice_axis: int | None = None) -> None:
+        if reference is not None and slice_axis is not None:
+            source = self.sources.setdefault(group, (str(reference), int(slice_axis)))
+            if source != (str(reference), int(slice_axis)):
+                raise RuntimeError(f"{case_id}: {group} mixes slices of {source} and {(reference, slice_axis)}")
         slices = self.groups.setdefault(group, {})
         key = (0, slice_no, "") if slice_no is not None else (1, 0, case_id)
         if key in slices:
@@ -79,13 +117,40 @@ class SliceStack:
                          for _, shape, packed in slices], axis=-1).astype(np.uint8)
 
     def write_volume(self, group: str, out_dir: Path) -> Path:
-        """``<out_dir>/volumes/<group>.nii.gz``: uint8 0/1, shape (H, W, n_slices), identity affine."""
+        """``<out_dir>/volumes/<group>.nii.gz``: uint8 0/1, shape (H, W, n_slices), identity affine; for a group
+        with a reference volume, the slices stacked along its slice axis, the reference's shape, affine and header."""
         import nibabel as nib
 
         path = Path(out_dir) / "volumes" / f"{group}.nii.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        nib.save(nib.Nifti1Image(self.volume(group), np.eye(4)), str(path))
+        if group in self.sources:
+            nib.save(self.like_reference(group), str(path))
+        else:
+            nib.save(nib.Nifti1Image(self.volume(group), np.eye(4)), str(path))
         return path
+
+    def like_reference(self, group: str):
+        """The group's slices stacked along its slice axis (``np.moveaxis`` of the (H, W, n) stack) as a NIfTI image
+        with the reference volume's affine and a copy of its header (data type uint8, no scaling, display range
+        0..1). Every slice 0..n-1 of the reference must be present."""
+        import nibabel as nib
+
+        reference, axis = self.sources[group]
+        ref = nib.load(reference)
+        shape = tuple(int(n) for n in ref.shape[:3])
+        numbers = [key[1] for key in sorted(self.groups[group])]
+        if numbers != list(range(shape[axis])):
+            raise RuntimeError(f"{group}: the predicted slices do not cover the {shape[axis]} slices along axis "
+                               f"{axis} of {reference} (got {len(numbers)}: {numbers[:3]}...)")
+        vol = np.moveaxis(self.volume(group), -1, axis)
+        if vol.shape != shape:
+            raise RuntimeError(f"{group}: predicted volume {vol.shape} differs from the shape {shape} of {reference}")
+        header = ref.header.copy()
+        header.set_data_dtype(np.uint8)
+        header.set_slope_inter(1.0, 0.0)
+        header["cal_min"], header["cal_max"] = 0.0, 1.0
+        cls = type(ref) if isinstance(ref, nib.Nifti1Image) else nib.Nifti1Image
+        return cls(vol, None, header=header)  # no affine given: the header's qform and sform are kept as they are
 
     def write_volumes(self, out_dir: Path) -> list[Path]:
         """Volumes of the groups whose cases carry slice numbers (groups of plain images get none)."""
@@ -113,12 +178,13 @@ class RunRecorder:
 
     Attach to the trainer *after* ``ValidationHandler`` so that the epoch's validation metrics are available.
     Writes ``train/loss`` (epoch mean), ``train/lr``, ``val/<metric>`` and ``time/epoch_s`` to ``summary_writer``
-    and keeps ``history`` and ``best`` in ``<output_dir>/metrics.json`` after every epoch.
+    and keeps ``history``, ``best`` and ``extra`` (e.g. the dataset and its skipped cases) in
+    ``<output_dir>/metrics.json`` after every epoch.
     """
 
     def __init__(self, output_dir: str, validator: Engine | None = None, optimizer=None, summary_writer=None,
-                 key_metric: str = "val_iou"):
-        self.path = Path(output_dir) / "metrics.json"
+                 key_metric: str = "val_iou", extra: dict | None = None):
+        self.path, self.extra = Path(output_dir) / "metrics.json", extra or {}
         self.validator, self.optimizer, self.writer, self.key = validator, optimizer, summary_writer, key_metric
         self.history: list[dict] = []
         self.best: dict = {}
@@ -175,7 +241,8 @@ class RunRecorder:
         best = f"  (best {self.key[4:]} {self.best[self.key]:.4f} @ {self.best['epoch']})" if self.best else ""
         logger.info("epoch %d/%d  loss %.4f  lr %.2e  %.1fs%s%s", epoch, max_epochs, loss, self.lr, rec["epoch_s"],
                     f"  val {vals}" if vals else "", best)
-        update_json(self.path, history=self.history, best=self.best, epochs_done=epoch, max_epochs=max_epochs)
+        update_json(self.path, **self.extra, history=self.history, best=self.best, epochs_done=epoch,
+                    max_epochs=max_epochs)
 
     def _completed(self, engine: Engine) -> None:
         update_json(self.path, train_seconds=round(self.run_timer(), 1), completed=True)
@@ -196,10 +263,11 @@ class TensorBoardOverlays:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
 
     def _iteration(self, engine: Engine) -> None:
-        for case_id, path, o in _items(engine):
+        for case_id, path, o, b in _items(engine, with_batch=True):
             if self._done >= self.max_cases:
                 return
-            img = overlay(load_rgb(path), pred=_mask(o["pred"]), truth=_mask(o["label"]) if "label" in o else None)
+            img = overlay(_source_image(path, *_slice_of(b, case_id)), pred=_mask(o["pred"]),
+                          truth=_mask(o["label"]) if "label" in o else None)
             self.writer.add_image(f"{self.tag}/{case_id}", _fit_width(img, self.width), engine.state.epoch,
                                   dataformats="HWC")
             self._done += 1
@@ -246,10 +314,11 @@ class CaseMetricsWriter:
             self.records.append(rec)
             if self.group_metrics or self.volumes:
                 group, k = _group_slice(b, case_id)
-                self.preds.add(group, k, case_id, pred)
+                reference, axis = _volume_source(b)
+                self.preds.add(group, k, case_id, pred, reference=reference, slice_axis=axis)
                 if self.group_metrics:
                     self.truths.add(group, k, case_id, truth)
-            item = (-rec["iou"], case_id, path, pred, truth)
+            item = (-rec["iou"], case_id, (path, *_slice_of(b, case_id)), pred, truth)
             if len(self.worst) < self.worst_k:
                 heapq.heappush(self.worst, item)
             else:
@@ -274,7 +343,7 @@ class CaseMetricsWriter:
                                                "metric_definition": "pipeline.metrics (thresholded, per image)"})
         worst = sorted(self.worst, key=lambda t: (-t[0], t[1]))
         if worst:
-            contact_sheet([overlay(load_rgb(p), pred=pr, truth=tr) for _, _, p, pr, tr in worst],
+            contact_sheet([overlay(_source_image(*src), pred=pr, truth=tr) for _, _, src, pr, tr in worst],
                           [f"{cid}  IoU {-niou:.3f}" for niou, cid, *_ in worst], self.out / "worst_cases.png")
         logger.info("evaluated %d cases: IoU mean %.4f median %.4f | Dice mean %.4f median %.4f -> %s",
                     len(self.records), summary["iou"]["mean"], summary["iou"]["median"], summary["dice"]["mean"],
@@ -309,7 +378,9 @@ class MaskWriter:
     With ``volumes`` (sliced layouts: LGG) it also stacks each group's (patient's) predicted slice masks in slice
     order and writes ``volumes/<group>.nii.gz`` with nibabel: uint8 0/1, shape (H, W, n_slices), identity affine
     (voxel spacing unknown: the slices carry none). Inputs without a slice number (a flat folder of images) get
-    masks only.
+    masks only. Slices of NIfTI volumes (cases with ``reference`` and ``slice_axis``: :mod:`pipeline.data.nifti`)
+    get their volume only, whatever ``volumes`` says: ``volumes/<case>.nii.gz`` with the source volume's shape,
+    affine and header (:meth:`SliceStack.like_reference`), and a row per slice in ``predictions.csv``.
     """
 
     def __init__(self, output_dir: str, overlays: bool = True, volumes: bool = False):
@@ -324,11 +395,16 @@ class MaskWriter:
         self.rows, self.stack = [], SliceStack()
 
     def _iteration(self, engine: Engine) -> None:
-        (self.out / "masks").mkdir(parents=True, exist_ok=True)
         for case_id, path, o, b in _items(engine, with_batch=True):
             mask = _mask(o["pred"])
-            if self.volumes:
-                self.stack.add(*_group_slice(b, case_id), case_id, mask)
+            reference, axis = _volume_source(b)
+            if self.volumes or reference is not None:
+                self.stack.add(*_group_slice(b, case_id), case_id, mask, reference=reference, slice_axis=axis)
+            if reference is not None:  # a slice of a NIfTI volume: the volume is written at the end
+                self.rows.append({"case_id": case_id, "source": path, "width": mask.shape[1],
+                                  "height": mask.shape[0], "area_pred": int(mask.sum())})
+                continue
+            (self.out / "masks").mkdir(parents=True, exist_ok=True)
             with Image.open(path) as src:
                 if src.size != (mask.shape[1], mask.shape[0]):
                     raise RuntimeError(f"{case_id}: predicted mask {mask.shape[::-1]} != source size {src.size}")
@@ -345,7 +421,9 @@ class MaskWriter:
             w = csv.DictWriter(f, fieldnames=["case_id", "source", "width", "height", "area_pred"])
             w.writeheader()
             w.writerows(sorted(self.rows, key=lambda r: r["case_id"]))
-        logger.info("wrote %d masks to %s", len(self.rows), self.out / "masks")
-        if self.volumes:
+        n_masks = len(self.rows) - sum(len(self.stack.groups[g]) for g in self.stack.sources)
+        if n_masks or not self.stack.sources:
+            logger.info("wrote %d masks to %s", n_masks, self.out / "masks")
+        if self.volumes or self.stack.sources:
             written = self.stack.write_volumes(self.out)
             logger.info("wrote %d volumes to %s", len(written), self.out / "volumes")

@@ -119,3 +119,40 @@ class LoadMaskUniond(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.union(d[key])
         return d
+
+
+class CheckPaird(MapTransform):
+    """Fail early, naming the files, when an image and its mask do not belong together.
+
+    Checks, on freshly loaded data (before any resizing or binarisation): the mask has the image's spatial size, and
+    the mask is binary (at most two distinct values, e.g. 0/255 or 0/1; anti-aliased or multi-class masks are not).
+    Raises ``ValueError`` with both file names otherwise.
+
+    Args:
+        keys: ``(image_key, label_key)``.
+    """
+
+    def __init__(self, keys: KeysCollection = ("image", "label"), allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 2:
+            raise ValueError(f"CheckPaird needs exactly two keys (image, label), got {self.keys}")
+
+    @staticmethod
+    def _name(x) -> str:
+        return str(getattr(x, "meta", {}).get("filename_or_obj", "<in memory>"))
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        image_key, label_key = self.keys
+        if label_key not in d and self.allow_missing_keys:
+            return d
+        image, label = d[image_key], d[label_key]
+        if tuple(image.shape[1:]) != tuple(label.shape[1:]):
+            raise ValueError(f"{self._name(label)}: mask size {tuple(label.shape[1:])} differs from the size "
+                             f"{tuple(image.shape[1:])} of its image {self._name(image)}")
+        values = torch.unique(torch.as_tensor(label))
+        if values.numel() > 2:
+            shown = ", ".join(f"{float(v):g}" for v in values[:6])
+            raise ValueError(f"{self._name(label)}: mask is not binary: {values.numel()} distinct values "
+                             f"({shown}{', ...' if values.numel() > 6 else ''})")
+        return d

@@ -30,7 +30,7 @@ def dsb_dir(tmp_path_factory):
 def bundle_loader():
     parser = ConfigParser()
     parser.read_config(BUNDLE)
-    return Compose(parser.get_parsed_content("load_image") + parser.get_parsed_content("load_label"))
+    return Compose(parser.get_parsed_content("load_pair"))
 
 
 def union_of_files(paths) -> np.ndarray:

@@ -99,10 +99,10 @@ def test_ph2_bundle_and_mask_union_load_folder_cases(isic_like):
     loader) takes its single mask too."""
     parser = ConfigParser()
     parser.read_config(PH2_BUNDLE)
-    load = Compose(parser.get_parsed_content("load_image") + parser.get_parsed_content("load_label"))
+    load = Compose(parser.get_parsed_content("load_pair"))
     parser = ConfigParser()
     parser.read_config(ROOT / "bundles" / "dsb2018.json")
-    dsb_load = Compose(parser.get_parsed_content("load_image") + parser.get_parsed_content("load_label"))
+    dsb_load = Compose(parser.get_parsed_content("load_pair"))
     for c in folder.find_cases(isic_like)[:2]:
         d = load(dict(c))
         w, h = Image.open(c["image"]).size

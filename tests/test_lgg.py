@@ -31,7 +31,7 @@ def lgg_dir(tmp_path_factory):
 def bundle_loader():
     parser = ConfigParser()
     parser.read_config(BUNDLE)
-    return Compose(parser.get_parsed_content("load_image") + parser.get_parsed_content("load_label"))
+    return Compose(parser.get_parsed_content("load_pair"))
 
 
 # --- reader ------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def bundle_loader():
     """The bundle's own image and label loading transforms."""
     parser = ConfigParser()
     parser.read_config(ROOT / "bundles" / "ph2.json")
-    return Compose(parser.get_parsed_content("load_image") + parser.get_parsed_content("load_label"))
+    return Compose(parser.get_parsed_content("load_pair"))
 
 
 def test_find_cases_layout(ph2_dir):

@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import DatasetError
 
 LAYOUTS = {"ph2": "pipeline.data.ph2", "lgg": "pipeline.data.lgg", "dsb2018": "pipeline.data.dsb2018", "folder": "pipeline.data.folder"}
+LAYOUTS["nifti"] = "pipeline.data.nifti"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 __all__ = ["DatasetError", "LAYOUTS", "find_cases", "find_inputs"]
@@ -48,3 +49,44 @@ def find_inputs(input_dir: str | Path, layout: str) -> list[dict]:
                 raise DatasetError(f"two inputs share the case id {p.stem!r}: {seen[p.stem].name} and {p.name}")
             seen[p.stem] = p
         return [{"image": str(p), "case_id": p.stem, "group": p.stem} for p in files]
+
+
+def _innermost(e: BaseException) -> str:
+    while e.__cause__ is not None:
+        e = e.__cause__
+    return f"{type(e).__name__}: {e}"
+
+
+def check_cases(cases: list[dict], transform, skip: bool = False, workers: int = 2) -> tuple[list[dict], list[dict]]:
+    """Load every case once through ``transform`` (the bundle's image + mask loading and checks) before any
+    training, so a bad file anywhere in the dataset, the test split included, stops the run at once with an error
+    naming the case and the file. With ``skip`` the bad cases are set aside instead, each listed in the log with its
+    reason. Returns ``(good_cases, skipped)``."""
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    log = logging.getLogger(__name__)
+
+    def attempt(case):
+        try:
+            transform(dict(case))
+        except Exception as e:  # noqa: BLE001 - any failure to load a case makes it bad; it is reported below
+            return {"case_id": case["case_id"], "error": _innermost(e)}
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        errors = list(pool.map(attempt, cases))
+    bad = [e for e in errors if e is not None]
+    if bad and not skip:
+        more = f" (and {len(bad) - 1} more bad cases)" if len(bad) > 1 else ""
+        raise DatasetError(f"{bad[0]['case_id']}: {bad[0]['error']}{more}; fix the data, or pass "
+                           "--skip_bad_cases true to set bad cases aside")
+    for b in bad:
+        log.warning("skipping bad case %s: %s", b["case_id"], b["error"])
+    good = [c for c, e in zip(cases, errors) if e is None]
+    if bad:
+        log.warning("skipped %d of %d cases (--skip_bad_cases true); listed in config.json and metrics.json",
+                    len(bad), len(cases))
+    if not good:
+        raise DatasetError(f"all {len(cases)} cases are bad; first: {bad[0]['case_id']}: {bad[0]['error']}")
+    return good, bad

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from . import dsb2018, ph2  # dsb2018 imports this module only inside its functions
 from . import lgg  # lgg imports this module only inside write_lgg
+from . import nifti  # nifti imports this module only inside write_nifti
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ def _marker_text(layout: str, **params) -> str:
 
 
 WRITERS = {"ph2": write_ph2, "lgg": lgg.write_lgg, "dsb2018": dsb2018.write_dsb2018}
+WRITERS["nifti"] = nifti.write_nifti
 
 
 def is_synthetic(root: str | Path) -> bool:

@@ -1,0 +1,114 @@
+"""Bad input stops a run with an error naming the file (or, when asked, is skipped and reported)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from PIL import Image
+
+from pipeline.data import DatasetError, check_cases, ph2
+from pipeline.data.synthetic import write_ph2
+from pipeline.transforms import CheckPaird
+
+from conftest import ROOT, run_bundle
+
+
+def meta(a, name):
+    return MetaTensor(torch.as_tensor(a, dtype=torch.float32), meta={"filename_or_obj": name})
+
+
+def test_check_paird():
+    img = meta(np.zeros((3, 8, 10)), "img.bmp")
+    ok = {"image": img, "label": meta(np.zeros((1, 8, 10)), "ok.bmp")}
+    assert CheckPaird()(ok) == ok
+    with pytest.raises(ValueError, match=r"small.bmp: mask size \(8, 9\) differs from the size \(8, 10\) of its "
+                                         r"image img.bmp"):
+        CheckPaird()({"image": img, "label": meta(np.zeros((1, 8, 9)), "small.bmp")})
+    soft = np.zeros((1, 8, 10))
+    soft[0, :2], soft[0, 2:4] = 128, 255
+    with pytest.raises(ValueError, match="soft.png: mask is not binary: 3 distinct values"):
+        CheckPaird()({"image": img, "label": meta(soft, "soft.png")})
+    with pytest.raises(ValueError, match="exactly two keys"):
+        CheckPaird(keys=["image"])
+
+
+@pytest.fixture()
+def broken_ph2(tmp_path):
+    """A PH2 set whose IMD003 mask has the wrong size and whose IMD004 image is unreadable."""
+    root = write_ph2(tmp_path / "PH2Dataset", n_cases=8, seed=4)
+    (root / "SYNTHETIC.txt").unlink()  # behave like a user's folder
+    mask = root / ph2.IMAGES_DIR / "IMD003" / "IMD003_lesion" / "IMD003_lesion.bmp"
+    Image.open(mask).crop((0, 0, 100, 80)).save(mask)
+    (root / ph2.IMAGES_DIR / "IMD004" / "IMD004_Dermoscopic_Image" / "IMD004.bmp").write_bytes(b"not a bitmap")
+    return root
+
+
+def test_bad_case_stops_the_run_naming_the_file(broken_ph2, tmp_path):
+    shutil.rmtree(broken_ph2 / ph2.IMAGES_DIR / "IMD004")
+    proc = run_bundle("run", "training", "--config_file", "bundles/ph2.json", "--dataset_dir", broken_ph2,
+                      "--epochs", 1, "--output_dir", tmp_path / "run", check=False)
+    assert proc.returncode != 0
+    log = proc.stdout + proc.stderr
+    assert "IMD003: ValueError: " in log and "IMD003_lesion.bmp: mask size (80, 100) differs" in log
+    assert "--skip_bad_cases true" in log
+    assert not (tmp_path / "run" / "models").exists()
+
+
+def test_unreadable_image_is_named(broken_ph2, tmp_path):
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    parser = ConfigParser()
+    parser.read_config(ROOT / "bundles" / "ph2.json")
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        load = Compose(parser.get_parsed_content("load_pair"))
+    finally:
+        os.chdir(cwd)
+    case = {c["case_id"]: c for c in ph2.find_cases(broken_ph2)}["IMD004"]
+    with pytest.raises(Exception) as info:
+        load(dict(case))
+    chain, e = [], info.value
+    while e is not None:
+        chain.append(str(e))
+        e = e.__cause__
+    assert any("IMD004.bmp" in m for m in chain)
+
+
+def test_skip_bad_cases_lists_and_counts_them(broken_ph2, tmp_path):
+    proc = run_bundle("run", "training", "--config_file", "bundles/ph2.json", "--dataset_dir", broken_ph2,
+                      "--skip_bad_cases", "true", "--epochs", 1, "--batch_size", 2, "--output_dir", tmp_path / "run")
+    log = proc.stdout + proc.stderr
+    assert "skipping bad case IMD003" in log and "skipping bad case IMD004" in log
+    skipped = json.loads((tmp_path / "run" / "config.json").read_text())["dataset"]["skipped"]
+    assert [s["case_id"] for s in skipped] == ["IMD003", "IMD004"]
+    assert "differs" in skipped[0]["error"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [s["case_id"] for s in metrics["dataset"]["skipped"]] == ["IMD003", "IMD004"]
+    assert metrics["dataset"]["n_cases"] == 6
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert "IMD003" not in splits["train"] + splits["val"] + splits["test"]
+
+
+def test_all_bad_is_an_error():
+    def fail(case):
+        raise ValueError(f"{case['case_id']} broken")
+
+    with pytest.raises(DatasetError, match="all 2 cases are bad; first: a: ValueError: a broken"):
+        check_cases([{"case_id": "a"}, {"case_id": "b"}], fail, skip=True)
+    with pytest.raises(DatasetError, match="a: ValueError: a broken .and 1 more bad cases.; fix the data"):
+        check_cases([{"case_id": "a"}, {"case_id": "b"}], fail, skip=False)
+    assert check_cases([{"case_id": "a"}], lambda c: c) == ([{"case_id": "a"}], [])
+
+
+def test_layout_that_does_not_match_the_bundle(tmp_path):
+    (tmp_path / "stage1_train" / "abc" / "images").mkdir(parents=True)
+    proc = run_bundle("run", "training", "--config_file", "bundles/ph2.json", "--dataset_dir", tmp_path / "stage1_train",
+                      "--output_dir", tmp_path / "run", check=False)
+    assert proc.returncode != 0 and "is not a PH2 dataset folder" in proc.stdout + proc.stderr
