@@ -11,17 +11,19 @@ import torch.nn as nn
 from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
-    "dicece": lambda: DiceCELoss(sigmoid=True),
-    "dice": lambda: DiceLoss(sigmoid=True),
-    "dicefocal": lambda: DiceFocalLoss(sigmoid=True),
+    "dicece": lambda **kw: DiceCELoss(sigmoid=True, **kw),
+    "dice": lambda **kw: DiceLoss(sigmoid=True, **kw),
+    "dicefocal": lambda **kw: DiceFocalLoss(sigmoid=True, **kw),
     "bce": nn.BCEWithLogitsLoss,
 }
 
 
-def build_loss(name: str) -> nn.Module:
+def build_loss(name: str, **kwargs) -> nn.Module:
+    """Instantiate the loss registered as ``name`` with extra ``kwargs`` (e.g. ``batch=True`` for the Dice losses:
+    Dice over the whole batch instead of per image, which keeps images with empty masks from dominating)."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(sorted(LOSSES))}")
-    return LOSSES[name]()
+    return LOSSES[name](**kwargs)
 
 
 class WithAuxiliary(nn.Module):

@@ -65,6 +65,10 @@ def contact_sheet(tiles: Sequence[np.ndarray], captions: Sequence[str], path: st
     draw = ImageDraw.Draw(sheet)
     for i, (im, cap) in enumerate(zip(ims, captions)):
         x, y = (i % cols) * width, (i // cols) * cell_h
+        max_chars = max(8, (width - 8) // 6)  # PIL's default font is about 6 px per character
+        if len(cap) > max_chars:  # long ids (DSB2018's 64-hex) keep their start and the score at the end
+            head, _, score = cap.partition("  ")
+            cap = f"{head[:max(4, max_chars - len(score) - 4)]}…  {score}" if score else cap[:max_chars]
         draw.text((x + 4, y + 3), cap, fill="black")
         sheet.paste(im, (x, y + cap_h))
     path = Path(path)

@@ -110,9 +110,13 @@ def _shape3d(path: Path) -> tuple[int, int, int]:
 
 
 def _check_axis(axis) -> int:
-    if isinstance(axis, bool) or int(axis) != axis or int(axis) not in (0, 1, 2):
+    try:
+        a = int(axis)  # "2" from a command line is fine
+    except (TypeError, ValueError):
+        a = None
+    if isinstance(axis, bool) or a not in (0, 1, 2) or (isinstance(axis, float) and axis != a):
         raise ValueError(f"slice axis must be 0, 1 or 2, got {axis!r}")
-    return int(axis)
+    return a
 
 
 def find_cases(root: str | Path, require_labels: bool = True, axis: int = DEFAULT_AXIS) -> list[dict]:
@@ -132,7 +136,9 @@ def find_cases(root: str | Path, require_labels: bool = True, axis: int = DEFAUL
         raise DatasetError(f"{image_dir}: holds no .nii.gz volumes")
     labels = _volumes(label_dir) if label_dir is not None and label_dir.is_dir() else {}
     if require_labels and not labels:
-        raise DatasetError(f"{root}: no label volumes ({LABELS}/ next to {IMAGES}/ is missing or empty)")
+        raise DatasetError(f"{root}: no label volumes (" + (f"{LABELS}/ next to {IMAGES}/ is missing or empty)"
+                           if label_dir is not None else f"a plain folder of volumes; labels need a dataset folder "
+                           f"holding {IMAGES}/ and {LABELS}/)"))
     cases = _case_names(images, set(labels))
     orphans = sorted(set(labels) - set(cases))
     if orphans:
@@ -162,7 +168,10 @@ def find_cases(root: str | Path, require_labels: bool = True, axis: int = DEFAUL
 
 def _read_volume(path: str, mtime_ns: int, size: int) -> np.ndarray:
     """The volume's voxels as float32 in stored order (scaling applied), 3D, read-only (it is shared)."""
-    data = nib.load(path).get_fdata(dtype=np.float32)
+    try:
+        data = nib.load(path).get_fdata(dtype=np.float32)
+    except Exception as e:  # noqa: BLE001 - a truncated gzip, a bad header...: name the file
+        raise DatasetError(f"{path}: cannot read the volume ({type(e).__name__}: {e})") from e
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -302,8 +311,8 @@ def write_nifti(root: str | Path, n_cases: int = 4, seed: int = 0) -> Path:
         nib.save(image, str(root / IMAGES / f"{case}.nii.gz"))
         nib.save(label, str(root / LABELS / f"{case}.nii.gz"))
         training.append({"image": f"./{IMAGES}/{case}.nii.gz", "label": f"./{LABELS}/{case}.nii.gz"})
-    doc = {"name": "SyntheticOrgan", "description": "synthetic MR-like volumes (not real data)", "tensorImageSize": "3D",
-           "modality": {"0": "MRI"}, "labels": {"0": "background", "1": "organ"}, "numTraining": n_cases,
+    doc = {"name": "SyntheticOrgan", "description": "synthetic MR-like volumes (not real data)",
+           "tensorImageSize": "3D", "modality": {"0": "MRI"}, "labels": {"0": "background", "1": "organ"}, "numTraining": n_cases,
            "numTest": 0, "training": training, "test": []}
     (root / "dataset.json").write_text(json.dumps(doc, indent=2) + "\n")
     (root / MARKER).write_text(_marker_text("nifti", n_cases=n_cases, seed=seed))
