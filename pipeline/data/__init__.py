@@ -25,19 +25,20 @@ def _reader(layout: str):
     return importlib.import_module(LAYOUTS[layout])
 
 
-def find_cases(layout: str, root: str | Path, require_labels: bool = True) -> list[dict]:
-    """Cases of a dataset folder in the given layout (see the layout's module)."""
-    return _reader(layout).find_cases(root, require_labels=require_labels)
+def find_cases(layout: str, root: str | Path, require_labels: bool = True, **layout_args) -> list[dict]:
+    """Cases of a dataset folder in the given layout (see the layout's module); ``layout_args`` go to its reader
+    (e.g. ``axis`` for ``nifti``)."""
+    return _reader(layout).find_cases(root, require_labels=require_labels, **layout_args)
 
 
-def find_inputs(input_dir: str | Path, layout: str) -> list[dict]:
+def find_inputs(input_dir: str | Path, layout: str, **layout_args) -> list[dict]:
     """Images to run inference on: a folder in the bundle's layout (labels optional), else a flat folder of
     png/jpg/bmp/tif files whose stems become case ids."""
     root = Path(input_dir)
     if not root.is_dir():
         raise DatasetError(f"input_dir does not exist or is not a folder: {root}")
     try:
-        return find_cases(layout, root, require_labels=False)
+        return find_cases(layout, root, require_labels=False, **layout_args)
     except DatasetError as layout_error:
         files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
