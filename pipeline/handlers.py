@@ -14,6 +14,7 @@ import csv
 import heapq
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -214,7 +215,12 @@ class RunRecorder:
         out = engine.state.output
         loss = out[0]["loss"] if isinstance(out, list) else out["loss"]
         # MONAI's decollation already made the loss a Python float
-        self.loss_sum += float(loss)
+        loss = float(loss)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({loss}) at epoch {engine.state.epoch}, iteration {engine.state.iteration}: "
+                "stopping; the checkpoints of the last completed epoch are kept (models/last.pt, models/best.pt)")
+        self.loss_sum += loss
         self.n += 1
 
     def _epoch_completed(self, engine: Engine) -> None:
@@ -224,8 +230,6 @@ class RunRecorder:
                "elapsed_s": round(self.run_timer(), 2)}
         if self.validator is not None and self.validator.state.epoch == epoch and self.validator.state.metrics:
             rec.update({k: float(v) for k, v in self.validator.state.metrics.items()})
-        if not math.isfinite(loss):
-            raise RuntimeError(f"non-finite training loss ({loss}) in epoch {epoch}; stopping")
         self.history.append(rec)
         if self.key in rec and (not self.best or rec[self.key] > self.best[self.key]):
             self.best = {"epoch": epoch, **{k: v for k, v in rec.items() if k.startswith("val_")}}
@@ -427,3 +431,107 @@ class MaskWriter:
         if self.volumes or self.stack.sources:
             written = self.stack.write_volumes(self.out)
             logger.info("wrote %d volumes to %s", len(written), self.out / "volumes")
+
+
+def load_network_weights(network: torch.nn.Module, path: str, map_location="cpu") -> dict:
+    """Load ``path`` (a ``best.pt`` state dict or a ``last.pt`` training checkpoint) into ``network`` with
+    ``torch.load(weights_only=True)``. A checkpoint made for another network, width or channel count fails with a
+    message saying which parameters differ, not a stack of key errors. Returns the loaded checkpoint."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise RuntimeError(f"cannot read checkpoint {path}: {e}") from e
+    state = ckpt.get("network", ckpt) if isinstance(ckpt, dict) else ckpt
+    if not isinstance(state, dict):
+        raise RuntimeError(f"{path} holds no network weights (expected a state dict, or a dict with 'network')")
+    own = network.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(state)) if tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        problems = []
+        if missing or unexpected:
+            problems.append(f"{len(missing)} parameters of the network are not in the checkpoint (e.g. "
+                            f"{missing[:2]}) and {len(unexpected)} in the checkpoint are not in the network (e.g. "
+                            f"{unexpected[:2]})")
+        if shapes:
+            problems.append(f"{len(shapes)} differ in shape (e.g. {shapes[0]})")
+        raise RuntimeError(f"checkpoint {path} does not fit the configured network {type(network).__name__}: "
+                           + "; ".join(problems) + ". Pass the --network, --width, --network_kwargs and channel "
+                           "settings it was trained with (see its run's config.json).")
+    network.load_state_dict(state)
+    return ckpt
+
+
+class WeightsLoader:
+    """Loads network weights when attached (before the engine runs), with :func:`load_network_weights`."""
+
+    def __init__(self, load_path: str, network: torch.nn.Module, map_location="cpu"):
+        self.path, self.network, self.map_location = load_path, network, map_location
+
+    def attach(self, engine: Engine) -> None:
+        load_network_weights(self.network, self.path, self.map_location)
+        logger.info("loaded network weights from %s", self.path)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)  # a kill during the write leaves the previous file intact
+
+
+class Checkpoints:
+    """``models/last.pt`` after every epoch (network, optimizer, scheduler, trainer state and the best score so far)
+    and ``models/best.pt`` (network weights) whenever the validator's ``key_metric`` improves; both written
+    atomically (temporary file, then rename), so a killed run never leaves a corrupt checkpoint.
+
+    With ``resume`` the trainer continues from ``last.pt`` in ``save_dir`` to its planned ``max_epochs``: weights,
+    optimizer, scheduler and epoch count are restored, and ``best.pt`` is only replaced by a better score than the
+    one recorded before the interruption.
+
+    Args:
+        save_dir: the run's ``models`` folder.
+        objects: name -> object with ``state_dict``/``load_state_dict``; must include ``network``.
+        validator: the evaluator whose ``key_metric`` picks ``best.pt`` (None: no best checkpoint).
+        key_metric: the validator metric to maximise.
+        resume: continue from ``save_dir/last.pt`` (an error if it does not exist).
+    """
+
+    def __init__(self, save_dir: str, objects: dict, validator: Engine | None = None, key_metric: str = "val_iou",
+                 resume: bool = False):
+        self.dir, self.objects, self.validator, self.key = Path(save_dir), objects, validator, key_metric
+        self.resume, self.best = resume, {"metric": -math.inf, "epoch": 0}
+
+    def attach(self, trainer: Engine) -> None:
+        if self.resume:
+            self._load(trainer)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._save_last)
+        if self.validator is not None:
+            self.validator.add_event_handler(Events.EPOCH_COMPLETED, self._save_best, trainer)
+
+    def _load(self, trainer: Engine) -> None:
+        path = self.dir / "last.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {path}")
+        ckpt = load_network_weights(self.objects["network"], str(path))
+        max_epochs = trainer.state.max_epochs
+        for name, obj in self.objects.items():
+            if name != "network":
+                obj.load_state_dict(ckpt[name])
+        if trainer.state.epoch >= max_epochs:
+            raise ValueError(f"--resume: {path} already completed {trainer.state.epoch} epochs; the planned "
+                             f"--epochs is {max_epochs}")
+        trainer.state.max_epochs = max_epochs  # the plan of this run, not the one stored in the checkpoint
+        self.best = ckpt.get("best", self.best)
+        logger.info("resuming from %s at epoch %d of %d", path, trainer.state.epoch, max_epochs)
+
+    def _save_last(self, trainer: Engine) -> None:
+        state = {name: obj.state_dict() for name, obj in self.objects.items()}
+        _atomic_save({**state, "best": self.best}, self.dir / "last.pt")
+
+    def _save_best(self, validator: Engine, trainer: Engine) -> None:
+        value = float(validator.state.metrics[self.key])
+        if value > self.best["metric"]:
+            self.best = {"metric": value, "epoch": trainer.state.epoch, "key_metric": self.key}
+            _atomic_save(self.objects["network"].state_dict(), self.dir / "best.pt")

@@ -47,8 +47,8 @@ def test_training_writes_a_complete_run_folder(trained):
     assert metrics["best"]["val_iou"] == max(h["val_iou"] for h in metrics["history"])
 
     models = sorted(p.name for p in (run / "models").iterdir())
-    assert "best.pt" in models and "checkpoint_epoch=2.pt" in models
-    last = torch.load(run / "models" / "checkpoint_epoch=2.pt", weights_only=True)
+    assert "best.pt" in models and "last.pt" in models
+    last = torch.load(run / "models" / "last.pt", weights_only=True)
     assert {"network", "optimizer", "lr_scheduler", "trainer"} <= set(last)
     assert last["trainer"]["iteration"] == 2 * last["trainer"]["epoch_length"]
 
