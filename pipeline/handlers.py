@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from monai.handlers import ValidationHandler
 from PIL import Image
 
 from . import metrics as M
@@ -172,6 +173,17 @@ def _fit_width(img: np.ndarray, width: int) -> np.ndarray:
         return img
     h = max(1, round(img.shape[0] * width / img.shape[1]))
     return np.asarray(Image.fromarray(img).resize((width, h), Image.BILINEAR))
+
+
+class ValidateEvery(ValidationHandler):
+    """MONAI's ``ValidationHandler`` at every ``interval``-th epoch *and* at the last epoch, so a run shorter than the
+    interval (or not a multiple of it) still ends validated, with a ``best.pt``."""
+
+    def attach(self, engine: Engine) -> None:
+        def due(engine: Engine, epoch: int) -> bool:
+            return epoch % self.interval == 0 or epoch == engine.state.max_epochs
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED(event_filter=due), self)
 
 
 class RunRecorder:
@@ -470,6 +482,9 @@ class WeightsLoader:
         self.path, self.network, self.map_location = load_path, network, map_location
 
     def attach(self, engine: Engine) -> None:
+        if isinstance(self.network, torch.jit.ScriptModule):  # an exported .ts file: the weights came with it
+            logger.info("using the exported TorchScript network %s", self.path)
+            return
         load_network_weights(self.network, self.path, self.map_location)
         logger.info("loaded network weights from %s", self.path)
 
