@@ -156,3 +156,34 @@ class CheckPaird(MapTransform):
             raise ValueError(f"{self._name(label)}: mask is not binary: {values.numel()} distinct values "
                              f"({shown}{', ...' if values.numel() > 6 else ''})")
         return d
+
+
+class RandReplicateChanneld(RandomizableTransform, MapTransform):
+    """With probability ``prob``, replace every channel of the image by one of them (e.g. FLAIR).
+
+    Some LGG patients were scanned without pre- or post-contrast sequences and their three "channels" are copies of
+    the FLAIR slice; a network that has only seen three distinct sequences misses their tumours entirely. Showing it
+    such inputs during training makes it fall back on FLAIR.
+
+    Args:
+        keys: image keys, channel-first.
+        channel: the channel to replicate (FLAIR is channel 1 in the kaggle_3m TIFFs).
+        prob: probability per image.
+    """
+
+    def __init__(self, keys: KeysCollection, channel: int = 1, prob: float = 0.2, allow_missing_keys: bool = False):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.channel = channel
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            img = d[key]
+            if not 0 <= self.channel < img.shape[0]:
+                raise ValueError(f"channel {self.channel} out of range for an image with {img.shape[0]} channels")
+            d[key] = img[self.channel:self.channel + 1].expand_as(img).clone()
+        return d

@@ -32,3 +32,15 @@ def test_prob_zero_and_seeding():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="max_hairs"):
         RandHairsd(keys="image", max_hairs=0)
+
+
+def test_replicate_channel():
+    from pipeline.transforms import RandReplicateChanneld
+
+    img = torch.stack([torch.full((4, 5), float(c)) for c in range(3)])
+    t = RandReplicateChanneld(keys="image", channel=1, prob=1.0)
+    out = t({"image": img, "label": torch.ones(1, 4, 5)})["image"]
+    assert out.shape == (3, 4, 5) and torch.equal(out, torch.ones(3, 4, 5))
+    assert torch.equal(RandReplicateChanneld(keys="image", prob=0.0)({"image": img})["image"], img)
+    with pytest.raises(ValueError, match="channel 5 out of range"):
+        RandReplicateChanneld(keys="image", channel=5, prob=1.0)({"image": img})
