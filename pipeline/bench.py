@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from pipeline.networks.profile import _median_time
 
 BUNDLE = "bundles/ph2.json"
 
@@ -162,16 +163,6 @@ def plain_train(dataset_dir: str, network: str, epochs: int, batch_size: int = 8
             "max_rss_mb": _max_rss_mb()}
 
 
-def _time(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def inference(image: str, image_size: int, network: str, ckpt: str | None) -> dict:
     """Seconds per image of the bundle's inferer, a whole-image forward and MONAI's default sliding window."""
     from monai.inferers import sliding_window_inference
@@ -194,7 +185,7 @@ def inference(image: str, image_size: int, network: str, ckpt: str | None) -> di
     with torch.inference_mode():
         masks = {k: (fn() > 0) for k, fn in paths.items()}
         for k, fn in paths.items():
-            out[f"{k}_s"] = _time(fn)
+            out[f"{k}_s"] = _median_time(fn, repeats=5, warmup=1)
             out[f"{k}_mask_disagreement"] = float((masks[k] != masks["bundle"]).float().mean())
     out["max_rss_mb"] = _max_rss_mb()
     return out

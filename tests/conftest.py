@@ -24,3 +24,13 @@ def run_bundle(*args, check=True, timeout=600):
         raise AssertionError(f"monai.bundle {' '.join(map(str, args))} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def bundle_loader(bundle: str):
+    """The bundle's own image + mask loading and checks (its ``load_pair``) as one transform."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    parser = ConfigParser()
+    parser.read_config(ROOT / "bundles" / f"{bundle}.json")
+    return Compose(parser.get_parsed_content("load_pair"))

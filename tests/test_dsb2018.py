@@ -7,16 +7,15 @@ import shutil
 
 import numpy as np
 import pytest
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigWorkflow
 from monai.data import MetaTensor
-from monai.transforms import Compose
 from PIL import Image
 
 from pipeline.data import DatasetError, dsb2018, find_cases, find_inputs
 from pipeline.data.synthetic import WRITERS, is_synthetic
 from pipeline.transforms import LoadMaskUniond
 
-from conftest import ROOT, SHARED, needs
+from conftest import ROOT, SHARED, bundle_loader, needs
 
 REAL_DSB = SHARED / "dsb2018" / "stage1_train"
 BUNDLE = ROOT / "bundles" / "dsb2018.json"
@@ -25,12 +24,6 @@ BUNDLE = ROOT / "bundles" / "dsb2018.json"
 @pytest.fixture(scope="module")
 def dsb_dir(tmp_path_factory):
     return dsb2018.write_dsb2018(tmp_path_factory.mktemp("dsb") / "stage1_train", n_cases=5, seed=1)
-
-
-def bundle_loader():
-    parser = ConfigParser()
-    parser.read_config(BUNDLE)
-    return Compose(parser.get_parsed_content("load_pair"))
 
 
 def union_of_files(paths) -> np.ndarray:
@@ -83,7 +76,7 @@ def test_writer_is_deterministic(tmp_path):
 
 
 def test_bundle_loads_rgb_and_the_union_of_the_masks(dsb_dir):
-    load = bundle_loader()
+    load = bundle_loader("dsb2018")
     for c in dsb2018.find_cases(dsb_dir)[:2]:
         d = load(dict(c))
         w, h = Image.open(c["image"]).size
@@ -217,7 +210,7 @@ def test_real_dsb2018():
     cases = find_cases("dsb2018", REAL_DSB)
     assert len(cases) == 82
     assert dsb2018.find_cases(REAL_DSB.parent) == cases
-    load = bundle_loader()
+    load = bundle_loader("dsb2018")
     by_size = {}
     for c in cases:
         by_size.setdefault(Image.open(c["image"]).size, c)

@@ -4,7 +4,7 @@ the same masks as inference from the checkpoint."""
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow, ckpt_export
+from monai.bundle import ckpt_export
 from PIL import Image
 
 from pipeline.data.synthetic import write_ph2

@@ -1,4 +1,3 @@
-import pytest
 import torch
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 

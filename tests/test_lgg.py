@@ -9,15 +9,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
-from monai.transforms import Compose
+from monai.bundle import ConfigWorkflow
 from PIL import Image
 
 from pipeline import metrics as M
 from pipeline.data import DatasetError, find_cases, find_inputs, lgg, splits
 from pipeline.data.synthetic import MARKER, is_synthetic
 
-from conftest import ROOT, SHARED, needs
+from conftest import ROOT, SHARED, bundle_loader, needs
 
 REAL_LGG = SHARED / "lgg" / "kaggle_3m"
 BUNDLE = ROOT / "bundles" / "lgg.json"
@@ -26,12 +25,6 @@ BUNDLE = ROOT / "bundles" / "lgg.json"
 @pytest.fixture(scope="module")
 def lgg_dir(tmp_path_factory):
     return lgg.write_lgg(tmp_path_factory.mktemp("lgg") / "kaggle_3m", n_cases=4, seed=1)
-
-
-def bundle_loader():
-    parser = ConfigParser()
-    parser.read_config(BUNDLE)
-    return Compose(parser.get_parsed_content("load_pair"))
 
 
 # --- reader ------------------------------------------------------------------------------------------------------
@@ -79,7 +72,7 @@ def test_synthetic_sample(lgg_dir, tmp_path):
 
 def test_bundle_loading_keeps_channels_and_orientation(lgg_dir):
     case = next(c for c in lgg.find_cases(lgg_dir) if lgg.has_tumour(c["label"]))
-    d = bundle_loader()(dict(case))
+    d = bundle_loader("lgg")(dict(case))
     src = np.asarray(Image.open(case["image"]))
     assert tuple(d["image"].shape) == (3, 256, 256) and tuple(d["label"].shape) == (1, 256, 256)
     np.testing.assert_allclose(d["image"].numpy()[1] * 255, src[..., 1], atol=1e-3)  # channel 1 is FLAIR
@@ -308,5 +301,5 @@ def test_real_lgg():
     assert groups[0] == "TCGA_CS_4941_19960909"
     assert [c["slice"] for c in first] == list(range(1, len(first) + 1))
     assert first[9]["case_id"] == "TCGA_CS_4941_19960909_10"
-    d = bundle_loader()(dict(first[11]))
+    d = bundle_loader("lgg")(dict(first[11]))
     assert tuple(d["image"].shape) == (3, 256, 256) and set(np.unique(d["label"].numpy())) <= {0.0, 1.0}

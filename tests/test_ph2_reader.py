@@ -2,26 +2,17 @@ import shutil
 
 import numpy as np
 import pytest
-from monai.bundle import ConfigParser
-from monai.transforms import Compose
 from PIL import Image
 
 from pipeline.data import DatasetError, find_cases, find_inputs, ph2
 from pipeline.data.synthetic import write_ph2
 
-from conftest import REAL_PH2, ROOT, needs
+from conftest import REAL_PH2, bundle_loader, needs
 
 
 @pytest.fixture(scope="module")
 def ph2_dir(tmp_path_factory):
     return write_ph2(tmp_path_factory.mktemp("ph2") / "PH2Dataset", n_cases=5, seed=3)
-
-
-def bundle_loader():
-    """The bundle's own image and label loading transforms."""
-    parser = ConfigParser()
-    parser.read_config(ROOT / "bundles" / "ph2.json")
-    return Compose(parser.get_parsed_content("load_pair"))
 
 
 def test_find_cases_layout(ph2_dir):
@@ -41,7 +32,7 @@ def test_rgb_and_one_bit_masks_load_as_the_same_binary_mask(ph2_dir):
     cases = ph2.find_cases(ph2_dir)
     assert Image.open(cases[0]["label"]).mode == "RGB"  # the IMD002-like quirk
     assert Image.open(cases[1]["label"]).mode == "1"
-    load = bundle_loader()
+    load = bundle_loader("ph2")
     for c in cases[:2]:
         d = load(dict(c))
         img, lab = d["image"], d["label"]
@@ -106,7 +97,7 @@ def test_real_ph2():
     assert len(cases) == 90
     by_id = {c["case_id"]: c for c in cases}
     assert sum(c["diagnosis"] == 2 for c in cases) == 18
-    load = bundle_loader()
+    load = bundle_loader("ph2")
     d = load(dict(by_id["IMD002"]))  # the 24-bit RGB mask
     assert d["label"].shape[0] == 1 and set(np.unique(d["label"].numpy())) == {0.0, 1.0}
     sizes = {Image.open(c["image"]).size for c in cases}
