@@ -135,3 +135,37 @@ def as_bool(value, name: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
         return value.strip().lower() in ("true", "yes", "on", "1")
     raise ValueError(f"--{name} must be true or false, got {value!r}")
+
+
+def check_hyperparameters(hp: dict) -> dict:
+    """Reject bad overrides before any data is read or any folder written; each message names the option."""
+    from .losses import LOSSES
+    from .networks import NETWORKS
+
+    problems = []
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            problems.append(msg)
+
+    def positive_int(name: str) -> None:
+        v = hp.get(name)
+        need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"--{name} must be a positive integer, got {v!r}")
+
+    for name in ("epochs", "batch_size", "val_interval", "width"):
+        positive_int(name)
+    need(isinstance(hp.get("lr"), (int, float)) and hp["lr"] > 0, f"--lr must be a positive number, got {hp.get('lr')!r}")
+    need(hp.get("network") in NETWORKS, f"--network {hp.get('network')!r} is unknown; choose one of: {', '.join(sorted(NETWORKS))}")
+    need(hp.get("loss") in LOSSES, f"--loss {hp.get('loss')!r} is unknown; choose one of: {', '.join(sorted(LOSSES))}")
+    size = hp.get("image_size")
+    need(isinstance(size, int) and not isinstance(size, bool) and size >= 0,
+         f"--image_size must be 0 (source resolution) or a positive integer, got {size!r}")
+    roi = hp.get("roi_size")
+    need(isinstance(roi, (list, tuple)) and len(roi) == 2 and all(isinstance(r, int) and r >= 8 for r in roi),
+         f"--roi_size must be two integers >= 8, e.g. [256,256], got {roi!r}")
+    if isinstance(size, int) and size > 0 and isinstance(roi, (list, tuple)) and len(roi) == 2:
+        need(max(roi) <= 2 * size, f"--roi_size {list(roi)} is much larger than the working resolution "
+                                   f"(--image_size {size}): most of each crop would be padding")
+    if problems:
+        raise ValueError("bad configuration:\n  " + "\n  ".join(problems))
+    return hp

@@ -112,3 +112,19 @@ def test_layout_that_does_not_match_the_bundle(tmp_path):
     proc = run_bundle("run", "training", "--config_file", "bundles/ph2.json", "--dataset_dir", tmp_path / "stage1_train",
                       "--output_dir", tmp_path / "run", check=False)
     assert proc.returncode != 0 and "is not a PH2 dataset folder" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    (["--epochs", "-3"], "--epochs must be a positive integer, got -3"),
+    (["--network", "vnet"], "--network 'vnet' is unknown; choose one of: classic_unet, pspnet"),
+    (["--loss", "iou"], "--loss 'iou' is unknown; choose one of: bce, dice"),
+    (["--roi_size", "[2048,2048]"], "--roi_size \\[2048, 2048\\] is much larger than the working resolution"),
+    (["--lr", "0"], "--lr must be a positive number"),
+])
+def test_bad_overrides_fail_before_anything_is_written(override, message, tmp_path):
+    import re
+
+    proc = run_bundle("run", "training", "--config_file", "bundles/ph2.json", *override,
+                      "--dataset_dir", tmp_path / "none", "--output_dir", tmp_path / "run", check=False)
+    assert proc.returncode != 0 and re.search(message, proc.stdout + proc.stderr)
+    assert not (tmp_path / "run").exists()
