@@ -70,3 +70,17 @@ def test_select_and_errors(tmp_path):
 
     doc = json.loads((tmp_path / "splits.json").read_text())
     assert doc["params"] == {"seed": 0} and sum(len(doc[s]) for s in splits.SPLITS) == 30
+
+
+def test_select_for_checkpoint_uses_the_runs_splits(tmp_path):
+    cases = make(40)
+    (tmp_path / "run" / "models").mkdir(parents=True)
+    ckpt = tmp_path / "run" / "models" / "best.pt"
+    saved = splits.assign(cases, seed=0)
+    splits.save(saved, tmp_path / "run" / "splits.json", seed=0)
+    # other split settings now: the run's own test cases are still the ones evaluated
+    assert splits.select_for_checkpoint(cases, "test", str(ckpt), seed=5) == saved["test"]
+    assert splits.select_for_checkpoint(cases, "test", None, seed=5) == splits.assign(cases, seed=5)["test"]
+    assert splits.select_for_checkpoint(cases, "all", str(ckpt)) == cases
+    with pytest.raises(ValueError, match="none of the .* test cases listed"):
+        splits.select_for_checkpoint(make(5, prefix="X"), "test", str(ckpt))

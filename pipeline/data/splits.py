@@ -61,3 +61,26 @@ def save(splits: dict, path: str | Path, **params) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"params": params, **{s: sorted(c["case_id"] for c in splits[s]) for s in SPLITS}}
     path.write_text(json.dumps(doc, indent=1))
+
+
+def select_for_checkpoint(cases: list[dict], split: str, ckpt: str | None = None, **kwargs) -> list[dict]:
+    """The cases of ``split`` as the checkpoint's own training run saw them: when ``ckpt`` sits in a run folder
+    (``<run>/models/*.pt``) with a ``splits.json``, its case ids are used (so changed split settings cannot move a
+    training case into the evaluated split); otherwise the split is rebuilt from ``kwargs`` as in :func:`assign`."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    saved = Path(ckpt).resolve().parent.parent / "splits.json" if ckpt else None
+    if split == "all" or saved is None or not saved.is_file():
+        return select(cases, split, **kwargs)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {[*SPLITS, 'all']}")
+    ids = set(json.loads(saved.read_text())[split])
+    chosen = [c for c in cases if c["case_id"] in ids]
+    missing = len(ids) - len(chosen)
+    log.info("%s split: %d cases from %s%s", split, len(chosen), saved,
+             f" ({missing} of its cases are not in this dataset)" if missing else "")
+    if not chosen:
+        raise ValueError(f"none of the {len(ids)} {split} cases listed in {saved} is in this dataset; "
+                         "pass --split all to score every case of it")
+    return chosen
