@@ -56,10 +56,11 @@ def select(cases: list[dict], split: str, **kwargs) -> list[dict]:
 
 
 def save(splits: dict, path: str | Path, **params) -> None:
-    """Write the case ids of each split (and the parameters that made them) to ``path`` as JSON."""
+    """Write the case ids and groups of each split (and the parameters that made them) to ``path`` as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"params": params, **{s: sorted(c["case_id"] for c in splits[s]) for s in SPLITS}}
+    doc = {"params": params, **{s: sorted(c["case_id"] for c in splits[s]) for s in SPLITS},
+           "groups": {s: sorted({str(c.get("group", c["case_id"])) for c in splits[s]}) for s in SPLITS}}
     path.write_text(json.dumps(doc, indent=1))
 
 
@@ -75,8 +76,11 @@ def select_for_checkpoint(cases: list[dict], split: str, ckpt: str | None = None
         return select(cases, split, **kwargs)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {[*SPLITS, 'all']}")
-    ids = set(json.loads(saved.read_text())[split])
-    chosen = [c for c in cases if c["case_id"] in ids]
+    doc = json.loads(saved.read_text())
+    # by group (patient, volume) where recorded: a split is made of groups, and case ids of slices depend on how a
+    # volume is sliced
+    key, ids = ("group", set(doc["groups"][split])) if "groups" in doc else ("case_id", set(doc[split]))
+    chosen = [c for c in cases if str(c.get(key, c["case_id"])) in ids]
     missing = len(ids) - len(chosen)
     log.info("%s split: %d cases from %s%s", split, len(chosen), saved,
              f" ({missing} of its cases are not in this dataset)" if missing else "")
