@@ -106,9 +106,6 @@ class SliceStack:
     def has_slice_numbers(self, group: str) -> bool:
         return all(key[0] == 0 for key in self.groups[group])
 
-    def case_ids(self, group: str) -> list[str]:
-        return [v[0] for _, v in sorted(self.groups[group].items())]
-
     def volume(self, group: str) -> np.ndarray:
         """uint8 0/1 volume (H, W, n_slices) of the group, slices in order."""
         slices = [v for _, v in sorted(self.groups[group].items())]

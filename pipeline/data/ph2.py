@@ -24,7 +24,6 @@ from .errors import DatasetError
 IMAGES_DIR = "PH2 Dataset images"
 CSV_NAME = "PH2_dataset.csv"
 CASE_RE = re.compile(r"^IMD\d{3}$")
-DIAGNOSES = {0: "common nevus", 1: "atypical nevus", 2: "melanoma"}
 
 
 def images_root(root: str | Path) -> Path:
