@@ -15,6 +15,7 @@ import heapq
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -258,7 +259,19 @@ class RunRecorder:
                     max_epochs=max_epochs)
 
     def _completed(self, engine: Engine) -> None:
-        update_json(self.path, train_seconds=round(self.run_timer(), 1), completed=True)
+        update_json(self.path, train_seconds=round(self.run_timer(), 1), completed=True, **peak_memory())
+
+
+def peak_memory() -> dict:
+    """Peak resident memory of this process (``peak_rss_gb``) and, on CUDA, peak allocated GPU memory
+    (``peak_cuda_gb``), in GiB."""
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    out = {"peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30, 3)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_cuda_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return out
 
 
 class TensorBoardOverlays:
@@ -352,7 +365,10 @@ class CaseMetricsWriter:
             doc.update(self._write_groups())
         if self.volumes:
             self.preds.write_volumes(self.out)
-        write_json(self.out / "metrics.json", {**doc, "seconds": round(self.timer(), 1),
+        seconds = self.timer()
+        write_json(self.out / "metrics.json", {**doc, "seconds": round(seconds, 1),
+                                               "seconds_per_case": round(seconds / max(len(self.records), 1), 3),
+                                               **peak_memory(),
                                                "metric_definition": "pipeline.metrics (thresholded, per image)"})
         worst = sorted(self.worst, key=lambda t: (-t[0], t[1]))
         if worst:
