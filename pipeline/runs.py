@@ -139,7 +139,7 @@ def as_bool(value, name: str) -> bool:
 
 def check_hyperparameters(hp: dict) -> dict:
     """Reject bad overrides before any data is read or any folder written; each message names the option."""
-    from .losses import LOSSES
+    from .losses import LOSSES, OUT_CHANNELS
     from .networks import NETWORKS
 
     problems = []
@@ -157,6 +157,9 @@ def check_hyperparameters(hp: dict) -> dict:
     need(isinstance(hp.get("lr"), (int, float)) and hp["lr"] > 0, f"--lr must be a positive number, got {hp.get('lr')!r}")
     need(hp.get("network") in NETWORKS, f"--network {hp.get('network')!r} is unknown; choose one of: {', '.join(sorted(NETWORKS))}")
     need(hp.get("loss") in LOSSES, f"--loss {hp.get('loss')!r} is unknown; choose one of: {', '.join(sorted(LOSSES))}")
+    if hp.get("loss") in LOSSES and "out_channels" in hp:
+        want = OUT_CHANNELS.get(hp["loss"], 1)
+        need(hp["out_channels"] == want, f"--loss {hp['loss']} needs --out_channels {want}, got {hp['out_channels']!r}")
     size = hp.get("image_size")
     need(isinstance(size, int) and not isinstance(size, bool) and size >= 0,
          f"--image_size must be 0 (source resolution) or a positive integer, got {size!r}")

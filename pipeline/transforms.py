@@ -187,3 +187,25 @@ class RandReplicateChanneld(RandomizableTransform, MapTransform):
                 raise ValueError(f"channel {self.channel} out of range for an image with {img.shape[0]} channels")
             d[key] = img[self.channel:self.channel + 1].expand_as(img).clone()
         return d
+
+
+class Foregroundd(MapTransform):
+    """Foreground probability of a network output, whatever its head: sigmoid of a one-channel output, or the
+    softmax probability of channel 1 of a two-channel (background, foreground) output (loss ``ce``). The result is
+    always one channel, so thresholding, post-processing and metrics are the same for both heads."""
+
+    def __init__(self, keys="pred", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            x = d[key]
+            if x.shape[0] == 1:
+                d[key] = torch.sigmoid(x)
+            elif x.shape[0] == 2:
+                d[key] = torch.softmax(x, dim=0)[1:2]
+            else:
+                raise ValueError(f"{key}: expected a one-channel (sigmoid) or two-channel (softmax) output, "
+                                 f"got {x.shape[0]} channels")
+        return d

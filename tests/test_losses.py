@@ -1,22 +1,57 @@
 import pytest
 import torch
 
-from pipeline.losses import LOSSES, WithAuxiliary, build_loss
+from pipeline.losses import LOSSES, OUT_CHANNELS, WithAuxiliary, build_loss
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_losses_take_logits(name):
-    logits = torch.randn(2, 1, 16, 16, requires_grad=True)
+    channels = OUT_CHANNELS.get(name, 1)
+    logits = torch.randn(2, channels, 16, 16, requires_grad=True)
     target = (torch.rand(2, 1, 16, 16) > 0.5).float()
     loss = build_loss(name)(logits, target)
     loss.backward()
     assert loss.ndim == 0 and torch.isfinite(loss) and logits.grad.abs().sum() > 0
-    good = build_loss(name)(target * 20 - 10, target)
+    confident = target * 8 - 4
+    if channels == 2:
+        confident = torch.cat([-confident, confident], 1)
+    good = build_loss(name)(confident, target)
     assert good < loss  # confident and right beats random
 
 
+def test_smooth_bce_targets():
+    """Label smoothing moves the optimum from +-inf to the logit of 1 - s: a perfect hard prediction is penalised."""
+    target = torch.tensor([[[[1.0, 0.0]]]])
+    loss = build_loss("bce_smooth", smooth_factor=0.1)
+    at_optimum = torch.logit(torch.tensor([[[[0.9, 0.1]]]]))
+    too_sure = torch.tensor([[[[20.0, -20.0]]]])
+    assert loss(at_optimum, target) < loss(too_sure, target)
+    torch.testing.assert_close(build_loss("bce_smooth", smooth_factor=0.0)(too_sure, target),
+                               torch.nn.BCEWithLogitsLoss()(too_sure, target))
+    with pytest.raises(ValueError, match="smooth_factor"):
+        build_loss("bce_smooth", smooth_factor=0.6)
+
+
+def test_tversky_weights_false_negatives_more():
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., :2, :] = 1
+    missed = torch.full_like(target, -10.0)  # false negatives only
+    extra = torch.full_like(target, 10.0)  # false positives only, as many pixels
+    loss = build_loss("tversky")
+    assert loss(missed, target) > loss(extra, target)
+
+
+def test_ce_needs_two_channels_and_matches_bce_on_a_zero_background_logit():
+    logits = torch.randn(2, 1, 8, 8)
+    target = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    with pytest.raises(ValueError, match="--out_channels 2"):
+        build_loss("ce")(logits, target)
+    two = torch.cat([torch.zeros_like(logits), logits], 1)  # softmax over (0, z) is sigmoid(z)
+    torch.testing.assert_close(build_loss("ce")(two, target), torch.nn.BCEWithLogitsLoss()(logits, target))
+
+
 def test_unknown_loss_lists_valid_names():
-    with pytest.raises(ValueError, match="unknown loss 'iou'; choose one of: bce, dice"):
+    with pytest.raises(ValueError, match="unknown loss 'iou'; choose one of: bce, bce_smooth, ce, dice"):
         build_loss("iou")
 
 
