@@ -163,6 +163,70 @@ def plain_train(dataset_dir: str, network: str, epochs: int, batch_size: int = 8
             "max_rss_mb": _max_rss_mb()}
 
 
+def _first_time(curve: list[dict], level: float) -> float | None:
+    return next((c["elapsed_s"] for c in curve if c["val_iou"] >= level), None)
+
+
+def engine_time_to_quality(dataset_dir: str, network: str, epochs: int | None) -> dict:
+    """The bundle's default recipe as users run it; its validation IoU curve against wall time (from the first
+    epoch, after caching), read from the run's ``metrics.json``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = {"dataset_dir": dataset_dir, "network": network, "output_dir": tmp}
+        if epochs:
+            overrides["epochs"] = epochs
+        wf = _workflow("training", **overrides)
+        wf.run()
+        history = json.loads((Path(tmp) / "metrics.json").read_text())["history"]
+    curve = [{"epoch": h["epoch"], "elapsed_s": h["elapsed_s"], "val_iou": h["val_iou"]} for h in history
+             if "val_iou" in h]
+    return {"curve": curve, "epochs": history[-1]["epoch"], "total_s": history[-1]["elapsed_s"],
+            "max_rss_mb": _max_rss_mb()}
+
+
+def plain_time_to_quality(dataset_dir: str, network: str, epochs: int, lr: float = 1e-3, size: int = 256,
+                          batch_size: int = 8, val_interval: int = 2) -> dict:
+    """The earlier projects' recipe as a plain loop: every image squashed to ``size`` x ``size`` (aspect ratio
+    lost), a fixed learning rate, the loss and augmentation of :func:`plain_train`. Validated like the bundle: each
+    validation image predicted at ``size`` x ``size``, the logits resized back to the source size, thresholded at 0
+    (sigmoid 0.5), mean per-image IoU (``pipeline.metrics``); validation time counts, as it does for the bundle."""
+    from monai.losses import DiceCELoss
+
+    from pipeline.data import find_cases, splits
+    from pipeline.metrics import case_record
+    from pipeline.networks import build_network
+
+    torch.manual_seed(0)
+    split = splits.assign(find_cases("ph2", dataset_dir))
+
+    def squash(t, mode="area"):
+        return F.interpolate(t[None], size=(size, size), mode=mode)[0]
+
+    train = [(squash(_load_resized(c["image"], 0, True)), (squash(_load_resized(c["label"], 0, False)) > 0.5).float())
+             for c in split["train"]]
+    val = [(squash(_load_resized(c["image"], 0, True)), _load_resized(c["label"], 0, False)) for c in split["val"]]
+    net = build_network(network, in_channels=3, out_channels=1, width=16)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    loss_fn, g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(0)
+    curve, t0 = [], time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = torch.randperm(len(train), generator=g).tolist()
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            pairs = [_augment(*train[j], size, g) for j in order[i:i + batch_size]]
+            x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(x), y).backward()
+            opt.step()
+        if epoch % val_interval == 0 or epoch == epochs:
+            net.eval()
+            with torch.inference_mode():
+                ious = [case_record(F.interpolate(net(x[None]), size=y.shape[1:], mode="bilinear")[0] > 0, y,
+                                    hd95=False)["iou"] for x, y in val]
+            curve.append({"epoch": epoch, "elapsed_s": round(time.perf_counter() - t0, 2),
+                          "val_iou": float(np.mean(ious))})
+    return {"curve": curve, "epochs": epochs, "total_s": curve[-1]["elapsed_s"], "lr": lr, "max_rss_mb": _max_rss_mb()}
+
+
 def inference(image: str, image_size: int, network: str, ckpt: str | None) -> dict:
     """Seconds per image of the bundle's inferer, a whole-image forward and MONAI's default sliding window."""
     from monai.inferers import sliding_window_inference
@@ -209,6 +273,30 @@ def _run_part(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def time_to_quality(dataset_dir: str, network: str, epochs: int) -> dict:
+    engine = _run_part(["ttq_engine", dataset_dir, network, str(epochs)])
+    plain = _run_part(["ttq_plain", dataset_dir, network, str(epochs or engine["epochs"])])
+    target = plain["curve"][-1]["val_iou"]  # the plain loop's final validation IoU
+    out = {"engine": engine, "plain": plain, "plain_final_iou": target,
+           "engine_s_to_plain_final": _first_time(engine["curve"], target), "plain_total_s": plain["total_s"]}
+    for level in (0.85, 0.88):
+        out[f"engine_s_to_{level}"] = _first_time(engine["curve"], level)
+        out[f"plain_s_to_{level}"] = _first_time(plain["curve"], level)
+    t = out["engine_s_to_plain_final"]
+    out["ratio_to_plain_final"] = t / plain["total_s"] if t is not None else None
+
+    def fmt(x):
+        return "never" if x is None else f"{x:.0f}s"
+
+    print(f"time to quality ({network}): plain loop final val IoU {target:.3f} after {fmt(plain['total_s'])} "
+          f"({plain['epochs']} epochs, fixed lr {plain['lr']}, 256x256 squashed); default recipe reaches it after "
+          f"{fmt(t)} (ratio {out['ratio_to_plain_final'] or float('nan'):.2f}, target <= 0.5) | IoU 0.85: recipe "
+          f"{fmt(out['engine_s_to_0.85'])}, plain {fmt(out['plain_s_to_0.85'])} | IoU 0.88: recipe "
+          f"{fmt(out['engine_s_to_0.88'])}, plain {fmt(out['plain_s_to_0.88'])} | peak RSS recipe "
+          f"{engine['max_rss_mb']:.0f} MB, plain {plain['max_rss_mb']:.0f} MB", flush=True)
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset_dir", default="../shared/data/ph2/PH2Dataset")
@@ -217,6 +305,11 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)")
     ap.add_argument("--ckpt", help="trained checkpoint for the inference comparison (masks of random weights agree "
                                    "less meaningfully)")
+    ap.add_argument("--time_to_quality", action="store_true",
+                    help="also train the default recipe and the earlier projects' plain loop to the end and compare "
+                         "wall time to validation IoU 0.85 / 0.88 (about 10 minutes on 2 cores)")
+    ap.add_argument("--ttq_epochs", type=int, default=0, help="epochs for --time_to_quality (0: the bundle's)")
+    ap.add_argument("--only_time_to_quality", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, default=Path("runs/bench.json"))
     ap.add_argument("--part", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -227,6 +320,10 @@ def main(argv=None) -> None:
             res = engine_train(rest[0], rest[1], int(rest[2]))
         elif kind == "plain":
             res = plain_train(rest[0], rest[1], int(rest[2]))
+        elif kind == "ttq_engine":
+            res = engine_time_to_quality(rest[0], rest[1], int(rest[2]) or None)
+        elif kind == "ttq_plain":
+            res = plain_time_to_quality(rest[0], rest[1], int(rest[2]))
         else:
             res = inference(rest[0], int(rest[1]), rest[2], rest[3] if len(rest) > 3 else None)
         print(json.dumps(res))
@@ -237,6 +334,13 @@ def main(argv=None) -> None:
     from pipeline.data import find_cases, splits
 
     results = {"torch_threads": torch.get_num_threads(), "training": {}, "inference": {}}
+    if args.time_to_quality or args.only_time_to_quality:
+        results["time_to_quality"] = time_to_quality(args.dataset_dir, args.networks[0], args.ttq_epochs)
+        if args.only_time_to_quality:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=1))
+            print(f"wrote {args.json}")
+            return
     for net in args.networks:
         plain = _run_part(["plain", args.dataset_dir, net, str(args.epochs)])
         engine = _run_part(["engine", args.dataset_dir, net, str(args.epochs)])

@@ -1,0 +1,19 @@
+"""The benchmark's own pieces that decide its verdicts (the benchmark itself is not a test: it takes minutes)."""
+
+from pipeline import bench
+from pipeline.data.synthetic import write_ph2
+
+
+def test_first_time_a_curve_reaches_a_level():
+    curve = [{"elapsed_s": 10, "val_iou": 0.80}, {"elapsed_s": 20, "val_iou": 0.86}, {"elapsed_s": 30, "val_iou": 0.84}]
+    assert bench._first_time(curve, 0.85) == 20
+    assert bench._first_time(curve, 0.80) == 10
+    assert bench._first_time(curve, 0.90) is None
+
+
+def test_plain_time_to_quality_loop_validates_at_source_resolution(tmp_path):
+    root = write_ph2(tmp_path / "PH2Dataset", n_cases=10)
+    res = bench.plain_time_to_quality(str(root), "unet", epochs=3, size=64, batch_size=4, val_interval=2)
+    assert [c["epoch"] for c in res["curve"]] == [2, 3]  # every val_interval epochs and at the last
+    assert all(0 <= c["val_iou"] <= 1 for c in res["curve"])
+    assert res["curve"][0]["elapsed_s"] < res["curve"][1]["elapsed_s"] == res["total_s"]
