@@ -14,6 +14,8 @@ A study file (YAML)::
       loss: [bce, dice]
       lr: [1.0e-3, 1.0e-4]
     split: test                        # the held-out split each run's best.pt is evaluated on
+    pool: fold                         # optional: also pool the test scores over this grid key (cross-validation:
+                                       # grid fold: [0, 1, 2, 3] with fixed folds: 4 tests every patient once)
 
 Each run is ``python -m monai.bundle run training`` then ``run evaluate --split <split>`` in its own folder
 ``<study>/<key>=<value>,...``, so any one run can be reproduced, inspected or resumed alone (``config.json`` holds its
@@ -63,6 +65,7 @@ class Study:
     output_dir: str = ""
     description: str = ""
     path: str = ""
+    pool: str = ""
 
     @property
     def root(self) -> Path:
@@ -87,7 +90,7 @@ def load_study(path: str | Path) -> Study:
     doc = yaml.safe_load(path.read_text()) or {}
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: expected a mapping with name, bundle and grid")
-    unknown = set(doc) - {"name", "bundle", "grid", "fixed", "split", "output_dir", "description"}
+    unknown = set(doc) - {"name", "bundle", "grid", "fixed", "split", "output_dir", "description", "pool"}
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     for key in ("name", "bundle", "grid"):
@@ -105,11 +108,14 @@ def load_study(path: str | Path) -> Study:
     both = set(fixed) & set(grid)
     if both:
         raise ValueError(f"{path}: {sorted(both)} given both in fixed and in grid")
+    if doc.get("pool") and doc["pool"] not in grid:
+        raise ValueError(f"{path}: pool {doc['pool']!r} is not a grid key")
     if doc.get("split", "test") not in ("train", "val", "test"):
         raise ValueError(f"{path}: split must be train, val or test, got {doc['split']!r}")
     return Study(name=str(doc["name"]), bundle=str(doc["bundle"]), grid=grid, fixed=fixed,
                  split=doc.get("split", "test"), output_dir=str(doc.get("output_dir") or ""),
-                 description=str(doc.get("description") or ""), path=str(path))
+                 description=str(doc.get("description") or ""), path=str(path),
+                 pool=str(doc.get("pool") or ""))
 
 
 def _fmt(value) -> str:
@@ -283,16 +289,48 @@ def collect(study: Study) -> tuple[list[dict], dict]:
             row.update({"unit": unit, "n_test": len(per_unit["dice"]),
                         "infer_s_per_image": evaluation.get("seconds_per_case"),
                         "synthetic": evaluation.get("synthetic")})
-            for metric in ("iou", "dice"):
-                v = list(per_unit[metric].values())
-                lo, hi = bootstrap_ci(v)
-                row.update({f"{metric}_mean": float(np.mean(v)), f"{metric}_median": float(np.median(v)),
-                            f"{metric}_ci_low": lo, f"{metric}_ci_high": hi})
+            _score_columns(row, per_unit)
             hd = (evaluation.get("summary") or {}).get("hd95") or {}
             row.update({"hd95_mean": hd.get("mean"), "hd95_median": hd.get("median")})
         rows.append(row)
     _add_paired_differences(rows, scores)
     return rows, scores
+
+
+def _score_columns(row: dict, per_unit: dict) -> None:
+    for metric in ("iou", "dice"):
+        v = list(per_unit[metric].values())
+        lo, hi = bootstrap_ci(v)
+        row.update({f"{metric}_mean": float(np.mean(v)), f"{metric}_median": float(np.median(v)),
+                    f"{metric}_ci_low": lo, f"{metric}_ci_high": hi})
+
+
+def pooled(study: Study, rows: list[dict], scores: dict) -> tuple[list[dict], dict]:
+    """Rows that differ only in ``study.pool`` (e.g. the folds of a cross-validation) merged into one: their test
+    units (disjoint across folds) scored together, validation IoU and epoch time averaged, training time summed.
+    Only combinations whose runs are all evaluated are pooled."""
+    keys = [k for k in study.grid if k != study.pool]
+    out, out_scores = [], {}
+    for combo in itertools.product(*(study.grid[k] for k in keys)):
+        values = {k: _fmt(v) for k, v in zip(keys, combo)}
+        members = [r for r in rows if all(r[k] == v for k, v in values.items())]
+        if not members or any(r["run"] not in scores for r in members):
+            continue
+        name = ",".join(f"{k}={v}" for k, v in values.items()) or "all"
+        per_unit = {m: {u: x for r in members for u, x in scores[r["run"]][m].items()} for m in ("iou", "dice")}
+        row = {"run": name, **values, "status": "done", "runs": len(members), "unit": members[0]["unit"],
+               "n_test": len(per_unit["dice"]), "params": members[0].get("params"),
+               "val_iou": float(np.mean([r["val_iou"] for r in members])),
+               "train_s": float(sum(r["train_s"] or 0 for r in members)),
+               "epoch_s": float(np.median([r["epoch_s"] for r in members if r.get("epoch_s") is not None] or [np.nan])),
+               "peak_rss_gb": max((r["peak_rss_gb"] for r in members if r.get("peak_rss_gb")), default=None),
+               "infer_s_per_image": float(np.mean([r.get("infer_s_per_image") or np.nan for r in members])),
+               "synthetic": any(r.get("synthetic") for r in members)}
+        _score_columns(row, per_unit)
+        out.append(row)
+        out_scores[name] = per_unit
+    _add_paired_differences(out, out_scores)
+    return out, out_scores
 
 
 def _add_paired_differences(rows: list[dict], scores: dict, metric: str = "dice") -> None:
@@ -328,8 +366,8 @@ def _cell(v, digits: int = 4) -> str:
     return str(v)
 
 
-def write_csv(study: Study, rows: list[dict]) -> Path:
-    path = study.root / "results.csv"
+def write_csv(study: Study, rows: list[dict], name: str = "results.csv") -> Path:
+    path = study.root / name
     fields = [*[c for c in rows[0] if c not in COLUMNS], *COLUMNS] if rows else COLUMNS
     fields = list(dict.fromkeys(["run", *fields]))
     with open(path, "w", newline="") as f:
@@ -340,7 +378,30 @@ def write_csv(study: Study, rows: list[dict]) -> Path:
     return path
 
 
-def write_markdown(study: Study, rows: list[dict]) -> Path:
+def _table(rows: list[dict], keys: list[str]) -> list[str]:
+    """Markdown table of ``rows`` (best test Dice first) with ``keys`` as the leading columns."""
+    head = [*keys, "params", "best ep", "val IoU", "test IoU mean [95% CI]", "IoU median",
+            "test Dice mean [95% CI]", "Dice median", "HD95 median", "d Dice [95% CI]", "train min", "s/epoch",
+            "RSS GB", "eval s/img"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(rows, key=lambda r: -(r.get("dice_mean") or -1)):
+        def ci(m):
+            if r.get(f"{m}_mean") is None:
+                return r["status"]
+            return f"{_cell(r[f'{m}_mean'], 3)} [{_cell(r[f'{m}_ci_low'], 3)}, {_cell(r[f'{m}_ci_high'], 3)}]"
+        d = "★ reference" if r.get("reference") else (
+            f"{r['d_dice']:+.3f} [{r['d_dice_ci_low']:+.3f}, {r['d_dice_ci_high']:+.3f}]" if "d_dice" in r else "")
+        params = f"{r['params'] / 1e6:.2f}M" if r.get("params") else ""
+        train_min = f"{r['train_s'] / 60:.1f}" if r.get("train_s") else ""
+        lines.append("| " + " | ".join([
+            *[r[k] for k in keys], params, _cell(r.get("best_epoch")), _cell(r.get("val_iou"), 3), ci("iou"),
+            _cell(r.get("iou_median"), 3), ci("dice"), _cell(r.get("dice_median"), 3), _cell(r.get("hd95_median"), 1),
+            d, train_min, _cell(r.get("epoch_s"), 1), _cell(r.get("peak_rss_gb"), 2),
+            _cell(r.get("infer_s_per_image"), 2)]) + " |")
+    return lines
+
+
+def write_markdown(study: Study, rows: list[dict], pooled_rows: list[dict] | None = None) -> Path:
     evaluated = [r for r in rows if "dice_mean" in r]
     unit = evaluated[0]["unit"] if evaluated else "image"
     synthetic = any(r.get("synthetic") for r in evaluated)
@@ -354,8 +415,8 @@ def write_markdown(study: Study, rows: list[dict]) -> Path:
     lines += [
         f"- Bundle `{study.bundle}`, fixed overrides `{json.dumps(study.fixed)}`; grid "
         + ", ".join(f"`{k}` in {[_fmt(v) for v in vs]}" for k, vs in study.grid.items()) + ".",
-        f"- Split sizes {json.dumps(splits)} (fixed, seeded split); scores on the `{study.split}` split with each run's "
-        "`best.pt` (best validation IoU).",
+        f"- Split sizes {json.dumps(splits)} (fixed, seeded split{', per fold' if study.pool else ''}); scores on the "
+        f"`{study.split}` split with each run's `best.pt` (best validation IoU).",
         f"- Metrics (`pipeline.metrics`): sigmoid > 0.5 (or softmax foreground > 0.5), then IoU and Dice of binary masks "
         f"per {unit}" + (" (slices stacked into one volume per patient)" if unit == "patient" else "")
         + "; empty vs empty = 1. CI: 95% percentile bootstrap of the mean over test "
@@ -365,25 +426,13 @@ def write_markdown(study: Study, rows: list[dict]) -> Path:
         f"- Regenerate: `python -m pipeline.study {study.path or '<study file>'}` (finished runs are skipped; "
         "`--report` rewrites this report only).", "",
     ]
-    grid_keys = list(study.grid)
-    head = [*grid_keys, "params", "best ep", "val IoU", f"test IoU mean [95% CI]", "IoU median",
-            "test Dice mean [95% CI]", "Dice median", "HD95 median", "d Dice [95% CI]", "train min", "s/epoch",
-            "RSS GB", "eval s/img"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    order = sorted(rows, key=lambda r: -(r.get("dice_mean") or -1))
-    for r in order:
-        def ci(m):
-            return f"{_cell(r.get(f'{m}_mean'), 3)} [{_cell(r.get(f'{m}_ci_low'), 3)}, {_cell(r.get(f'{m}_ci_high'), 3)}]" \
-                if r.get(f"{m}_mean") is not None else r["status"]
-        d = "★ reference" if r.get("reference") else (
-            f"{r['d_dice']:+.3f} [{r['d_dice_ci_low']:+.3f}, {r['d_dice_ci_high']:+.3f}]" if "d_dice" in r else "")
-        params = f"{r['params'] / 1e6:.2f}M" if r.get("params") else ""
-        train_min = f"{r['train_s'] / 60:.1f}" if r.get("train_s") else ""
-        lines.append("| " + " | ".join([
-            *[r[k] for k in grid_keys], params, _cell(r.get("best_epoch")), _cell(r.get("val_iou"), 3), ci("iou"),
-            _cell(r.get("iou_median"), 3), ci("dice"), _cell(r.get("dice_median"), 3), _cell(r.get("hd95_median"), 1),
-            d, train_min, _cell(r.get("epoch_s"), 1), _cell(r.get("peak_rss_gb"), 2),
-            _cell(r.get("infer_s_per_image"), 2)]) + " |")
+    if pooled_rows:
+        keys = [k for k in study.grid if k != study.pool]
+        lines += [f"## Pooled over `{study.pool}`", "",
+                  f"Each row: the runs that differ only in `{study.pool}`, their test {unit}s scored together "
+                  f"(`results_pooled.csv`); val IoU is the mean over those runs, train min their sum.", "",
+                  *_table(pooled_rows, keys), "", "## Every run", ""]
+    lines += _table(rows, list(study.grid))
     missing = [r["run"] for r in rows if r["status"] != "done"]
     if missing:
         lines += ["", f"Not complete ({len(missing)}): " + ", ".join(f"`{m}`" for m in missing)]
@@ -456,9 +505,12 @@ def write_hparams(study: Study, rows: list[dict]) -> Path:
 
 def report(study: Study) -> list[dict]:
     study.root.mkdir(parents=True, exist_ok=True)
-    rows, _ = collect(study)
+    rows, scores = collect(study)
+    pooled_rows = pooled(study, rows, scores)[0] if study.pool else []
     write_csv(study, rows)
-    write_markdown(study, rows)
+    if pooled_rows:
+        write_csv(study, pooled_rows, "results_pooled.csv")
+    write_markdown(study, rows, pooled_rows)
     write_plots(study, rows)
     write_hparams(study, rows)
     logger.info("report: %s (%d of %d runs complete)", study.root / "results.md",

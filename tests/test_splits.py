@@ -84,3 +84,24 @@ def test_select_for_checkpoint_uses_the_runs_splits(tmp_path):
     assert splits.select_for_checkpoint(cases, "all", str(ckpt)) == cases
     with pytest.raises(ValueError, match="none of the .* test cases listed"):
         splits.select_for_checkpoint(make(5, prefix="X"), "test", str(ckpt))
+
+
+def test_cross_validation_folds_test_every_group_once():
+    cases = [{"case_id": f"p{i}_{j}", "group": f"p{i}"} for i in range(16) for j in range(3)]
+    tested = []
+    for fold in range(4):
+        s = splits.assign(cases, val_fraction=0.2, seed=3, folds=4, fold=fold)
+        groups = {k: {c["group"] for c in v} for k, v in s.items()}
+        assert len(groups["test"]) == 4 and len(groups["val"]) == 2 and len(groups["train"]) == 10
+        assert not (groups["test"] & groups["val"]) and not (groups["train"] & (groups["test"] | groups["val"]))
+        tested += groups["test"]
+    assert sorted(tested) == sorted({c["group"] for c in cases})  # each patient tested exactly once
+    assert splits.assign(cases, seed=3, folds=4, fold=1) == splits.assign(cases, seed=3, folds=4, fold=1)
+    assert splits.assign(cases, seed=4, folds=4, fold=1)["test"] != splits.assign(cases, seed=3, folds=4, fold=1)["test"]
+
+
+@pytest.mark.parametrize("folds, fold", [(1, 0), (4, 4), (4, -1)])
+def test_bad_fold_settings(folds, fold):
+    cases = [{"case_id": f"c{i}"} for i in range(20)]
+    with pytest.raises(ValueError, match="folds"):
+        splits.assign(cases, folds=folds, fold=fold)

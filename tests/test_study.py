@@ -216,3 +216,21 @@ grid:
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "training" not in again.stderr.replace("train.log", "")
     assert best.stat().st_mtime_ns == stamp
+
+
+def test_cross_validation_folds_are_pooled(tmp_path):
+    study = make_study(tmp_path, grid={"network": ["unet", "segnet"], "fold": [0, 1]})
+    study.pool = "fold"
+    runs = {r.name: r for r in S.expand(study)}
+    fake_run(runs["network=unet,fold=0"], val_iou=0.9, scores=(0.8, 0.9), grouped=True)
+    fake_run(runs["network=unet,fold=1"], val_iou=0.8, scores=(0.6, 0.7), grouped=True)
+    fake_run(runs["network=segnet,fold=0"], val_iou=0.7, scores=(0.5, 0.5), grouped=True)
+    for r in list(runs.values())[:3]:  # folds test different patients
+        f = r.folder / "eval-test" / "per_group.csv"
+        f.write_text(f.read_text().replace("p0", f"p0-{r.name[-1]}").replace("p1", f"p1-{r.name[-1]}"))
+    S.report(study)
+    pooled = list(csv.DictReader(open(study.root / "results_pooled.csv")))
+    assert [p["run"] for p in pooled] == ["network=unet"]  # segnet's fold 1 is missing: not pooled
+    assert int(pooled[0]["n_test"]) == 4 and float(pooled[0]["dice_mean"]) == pytest.approx(0.75)
+    assert float(pooled[0]["val_iou"]) == pytest.approx(0.85)
+    assert "## Pooled over `fold`" in (study.root / "results.md").read_text()

@@ -3,6 +3,10 @@
 Each group id is hashed with the seed to a number ``u`` in [0, 1); ``u < test`` goes to test, ``u < test + val`` to
 validation, the rest to training. A group's side therefore depends only on its own id and the seed: adding or
 removing other cases never moves it, and all slices of a patient (one group) stay on one side.
+
+Cross-validation (``folds`` >= 2): the groups, ordered by ``u``, are dealt round-robin into ``folds`` folds of
+near-equal size; fold ``fold`` is the test side, and ``val_fraction`` of the remaining groups (those first in a second
+seeded order) the validation side. Every group is tested exactly once over the folds (``test_fraction`` is unused).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ def group_u(group: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign(cases: list[dict], val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0) -> dict:
+def assign(cases: list[dict], val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0, folds: int = 0,
+           fold: int = 0) -> dict:
     """Split ``cases`` (dicts with ``group``, else ``case_id``) into ``{"train": [...], "val": [...], "test": [...]}``.
 
     With three or more groups no side is left empty: a tiny set whose hashes leave one empty moves there the group of
@@ -30,6 +35,8 @@ def assign(cases: list[dict], val_fraction: float = 0.15, test_fraction: float =
         raise ValueError(f"bad split fractions: val={val_fraction}, test={test_fraction} (each in [0, 1), sum < 1)")
     groups = sorted({str(c.get("group", c["case_id"])) for c in cases})
     u = {g: group_u(g, seed) for g in groups}
+    if folds:
+        return _by_side(cases, _fold_sides(groups, u, val_fraction, seed, folds, fold))
     side = {g: "test" if u[g] < test_fraction else "val" if u[g] < test_fraction + val_fraction else "train"
             for g in groups}
     if len(groups) >= 3:
@@ -40,6 +47,22 @@ def assign(cases: list[dict], val_fraction: float = 0.15, test_fraction: float =
                 sizes = {k: sum(v == k for v in side.values()) for k in centres}
                 donor = max(sizes, key=sizes.get)
                 side[min((g for g in groups if side[g] == donor), key=lambda g: abs(u[g] - centres[name]))] = name
+    return _by_side(cases, side)
+
+
+def _fold_sides(groups: list[str], u: dict, val_fraction: float, seed: int, folds: int, fold: int) -> dict:
+    if not isinstance(folds, int) or folds < 2 or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ValueError(f"cross-validation needs folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}")
+    if len(groups) < folds + 2:
+        raise ValueError(f"{len(groups)} groups are too few for {folds} folds with a validation side")
+    ranked = sorted(groups, key=u.get)
+    test = set(ranked[fold::folds])
+    rest = sorted((g for g in groups if g not in test), key=lambda g: group_u(g, seed + 1))
+    val = set(rest[:max(1, round(val_fraction * len(rest)))])
+    return {g: "test" if g in test else "val" if g in val else "train" for g in groups}
+
+
+def _by_side(cases: list[dict], side: dict) -> dict:
     out: dict[str, list] = {s: [] for s in SPLITS}
     for c in cases:
         out[side[str(c.get("group", c["case_id"]))]].append(c)
