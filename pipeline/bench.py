@@ -163,6 +163,59 @@ def plain_train(dataset_dir: str, network: str, epochs: int, batch_size: int = 8
             "max_rss_mb": _max_rss_mb()}
 
 
+LEVERS = ("fp32", "channels_last", "bf16_autocast", "channels_last_bf16", "compile")
+
+
+def levers(network: str, steps: int = 6, batch_size: int = 8, size: int = 256) -> dict:
+    """Images/s of one training step (forward, DiceCE, backward, AdamW) on a fixed random batch for each CPU lever,
+    the variants interleaved round by round so a noisy machine biases none of them; ``compile`` is timed after its
+    compilation. Also the largest difference of the bf16 logits from fp32 ones (same weights, eval mode)."""
+    from monai.losses import DiceCELoss
+
+    from pipeline.networks import build_network
+
+    torch.manual_seed(0)
+    x = torch.rand(batch_size, 3, size, size)
+    y = (torch.rand(batch_size, 1, size, size) > 0.5).float()
+    loss_fn = DiceCELoss(sigmoid=True)
+    setups = {}
+    for name in LEVERS:
+        torch.manual_seed(0)
+        net = build_network(network, in_channels=3, out_channels=1, width=16)
+        xb = x
+        if "channels_last" in name:
+            net, xb = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        fwd = torch.compile(net) if name == "compile" else net
+        setups[name] = (net, fwd, xb, torch.optim.AdamW(net.parameters(), lr=1e-3), "bf16" in name)
+
+    def step(name):
+        net, fwd, xb, opt, bf16 = setups[name]
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = fwd(xb)
+        loss_fn(out.float(), y).backward()
+        opt.step()
+
+    times = {name: [] for name in LEVERS}
+    for name in LEVERS:  # warm-up (and compilation)
+        for _ in range(2):
+            step(name)
+    for _ in range(steps):
+        for name in LEVERS:
+            t0 = time.perf_counter()
+            step(name)
+            times[name].append(time.perf_counter() - t0)
+    out = {name: batch_size / float(np.median(t)) for name, t in times.items()}
+    net = setups["fp32"][0].eval()
+    with torch.inference_mode():
+        ref = net(x[:2])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = net(x[:2]).float()
+    out["bf16_max_logit_diff"] = float((ref - low).abs().max())
+    out["bf16_mask_disagreement"] = float(((ref > 0) != (low > 0)).float().mean())
+    return out
+
+
 def _first_time(curve: list[dict], level: float) -> float | None:
     return next((c["elapsed_s"] for c in curve if c["val_iou"] >= level), None)
 
@@ -310,6 +363,8 @@ def main(argv=None) -> None:
                          "wall time to validation IoU 0.85 / 0.88 (about 10 minutes on 2 cores)")
     ap.add_argument("--ttq_epochs", type=int, default=0, help="epochs for --time_to_quality (0: the bundle's)")
     ap.add_argument("--only_time_to_quality", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--levers", action="store_true", help="only measure the CPU levers (channels_last, bf16 "
+                                                          "autocast, torch.compile) on one training step per network")
     ap.add_argument("--json", type=Path, default=Path("runs/bench.json"))
     ap.add_argument("--part", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -320,6 +375,8 @@ def main(argv=None) -> None:
             res = engine_train(rest[0], rest[1], int(rest[2]))
         elif kind == "plain":
             res = plain_train(rest[0], rest[1], int(rest[2]))
+        elif kind == "levers":
+            res = levers(rest[0])
         elif kind == "ttq_engine":
             res = engine_time_to_quality(rest[0], rest[1], int(rest[2]) or None)
         elif kind == "ttq_plain":
@@ -334,6 +391,16 @@ def main(argv=None) -> None:
     from pipeline.data import find_cases, splits
 
     results = {"torch_threads": torch.get_num_threads(), "training": {}, "inference": {}}
+    if args.levers:
+        for net in args.networks:
+            res = results.setdefault("levers", {})[net] = _run_part(["levers", net])
+            print(f"levers {net:8s} " + " | ".join(f"{k} {res[k]:.1f} img/s ({res[k] / res['fp32']:.2f}x)"
+                                                   for k in LEVERS)
+                  + f" | bf16 logits max diff {res['bf16_max_logit_diff']:.3f}, mask pixels differing "
+                    f"{res['bf16_mask_disagreement']:.3%}", flush=True)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+        return
     if args.time_to_quality or args.only_time_to_quality:
         results["time_to_quality"] = time_to_quality(args.dataset_dir, args.networks[0], args.ttq_epochs)
         if args.only_time_to_quality:
