@@ -25,6 +25,7 @@ from monai.handlers import ValidationHandler
 from PIL import Image
 
 from . import metrics as M
+from .distributed import all_reduce_sum, broadcast_state, is_main
 from .runs import Timer, update_json, write_json
 from .visualize import contact_sheet, load_rgb, overlay
 
@@ -175,13 +176,20 @@ def _fit_width(img: np.ndarray, width: int) -> np.ndarray:
 
 class ValidateEvery(ValidationHandler):
     """MONAI's ``ValidationHandler`` at every ``interval``-th epoch *and* at the last epoch, so a run shorter than the
-    interval (or not a multiple of it) still ends validated, with a ``best.pt``."""
+    interval (or not a multiple of it) still ends validated, with a ``best.pt``.
+
+    In distributed training every rank first takes rank 0's weights and batch-norm statistics, so that each rank's
+    share of the validation set is scored with the network that ``best.pt`` (written by rank 0) will hold."""
 
     def attach(self, engine: Engine) -> None:
         def due(engine: Engine, epoch: int) -> bool:
             return epoch % self.interval == 0 or epoch == engine.state.max_epochs
 
         engine.add_event_handler(Events.EPOCH_COMPLETED(event_filter=due), self)
+
+    def __call__(self, engine: Engine) -> None:
+        broadcast_state(getattr(self.validator, "network", None))
+        super().__call__(engine)
 
 
 class RunRecorder:
@@ -191,6 +199,9 @@ class RunRecorder:
     Writes ``train/loss`` (epoch mean), ``train/lr``, ``val/<metric>`` and ``time/epoch_s`` to ``summary_writer``
     and keeps ``history``, ``best`` and ``extra`` (e.g. the dataset and its skipped cases) in
     ``<output_dir>/metrics.json`` after every epoch.
+
+    Distributed training: the loss is the mean over the iterations of all ranks; only rank 0 writes and logs (give
+    the other ranks ``summary_writer=None``).
     """
 
     def __init__(self, output_dir: str, validator: Engine | None = None, optimizer=None, summary_writer=None,
@@ -235,7 +246,8 @@ class RunRecorder:
 
     def _epoch_completed(self, engine: Engine) -> None:
         epoch, max_epochs = engine.state.epoch, engine.state.max_epochs
-        loss = float(self.loss_sum) / max(self.n, 1)
+        loss_sum, n = all_reduce_sum([self.loss_sum, self.n])
+        loss = float(loss_sum) / max(n, 1)
         rec = {"epoch": epoch, "train_loss": loss, "lr": self.lr, "epoch_s": round(self.epoch_timer(), 3),
                "elapsed_s": round(self.run_timer(), 2)}
         if self.validator is not None and self.validator.state.epoch == epoch and self.validator.state.metrics:
@@ -251,6 +263,8 @@ class RunRecorder:
                 if k.startswith("val_"):
                     self.writer.add_scalar(f"val/{k[4:]}", v, epoch)
             self.writer.flush()
+        if not is_main():
+            return
         vals = "  ".join(f"{k[4:]} {v:.4f}" for k, v in rec.items() if k.startswith("val_"))
         best = f"  (best {self.key[4:]} {self.best[self.key]:.4f} @ {self.best['epoch']})" if self.best else ""
         logger.info("epoch %d/%d  loss %.4f  lr %.2e  %.1fs%s%s", epoch, max_epochs, loss, self.lr, rec["epoch_s"],
@@ -259,6 +273,8 @@ class RunRecorder:
                     max_epochs=max_epochs)
 
     def _completed(self, engine: Engine) -> None:
+        if not is_main():
+            return
         update_json(self.path, train_seconds=round(self.run_timer(), 1), completed=True, **peak_memory())
 
 
@@ -278,7 +294,9 @@ class TensorBoardOverlays:
     """Validation images with truth (green) and prediction (magenta) outlines, one image tag per case.
 
     The first ``max_cases`` cases of each validation run are drawn on their source image at full resolution,
-    then shrunk to ``width`` pixels; the step is the trainer epoch (MONAI evaluators run with it).
+    then shrunk to ``width`` pixels; the step is the trainer epoch (MONAI evaluators run with it). A None
+    ``summary_writer`` (ranks other than 0 in distributed training) draws nothing; rank 0 draws the first cases of its
+    own share of the validation set.
     """
 
     def __init__(self, summary_writer, max_cases: int = 4, width: int = 384, tag: str = "val/overlay"):
@@ -289,6 +307,8 @@ class TensorBoardOverlays:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
 
     def _iteration(self, engine: Engine) -> None:
+        if self.writer is None:
+            return
         for case_id, path, o, b in _items(engine, with_batch=True):
             if self._done >= self.max_cases:
                 return
@@ -518,6 +538,9 @@ class Checkpoints:
     optimizer, scheduler and epoch count are restored, and ``best.pt`` is only replaced by a better score than the
     one recorded before the interruption.
 
+    Distributed training: every rank keeps the best score (the validation metric is the same on all ranks) and
+    resumes from ``last.pt`` (the run folder must be readable from every node); only rank 0 writes.
+
     Args:
         save_dir: the run's ``models`` folder.
         objects: name -> object with ``state_dict``/``load_state_dict``; must include ``network``.
@@ -555,6 +578,8 @@ class Checkpoints:
         logger.info("resuming from %s at epoch %d of %d", path, trainer.state.epoch, max_epochs)
 
     def _save_last(self, trainer: Engine) -> None:
+        if not is_main():
+            return
         state = {name: obj.state_dict() for name, obj in self.objects.items()}
         _atomic_save({**state, "best": self.best}, self.dir / "last.pt")
 
@@ -562,4 +587,5 @@ class Checkpoints:
         value = float(validator.state.metrics[self.key])
         if value > self.best["metric"]:
             self.best = {"metric": value, "epoch": trainer.state.epoch, "key_metric": self.key}
-            _atomic_save(self.objects["network"].state_dict(), self.dir / "best.pt")
+            if is_main():
+                _atomic_save(self.objects["network"].state_dict(), self.dir / "best.pt")

@@ -15,12 +15,18 @@ logger = logging.getLogger(__name__)
 
 
 def default_output_dir(bundle: str, network: str, root: str = "runs") -> str:
-    """``runs/<bundle>-<network>-<YYYYmmdd-HHMMSS>``; a numeric suffix keeps two runs of one second apart."""
-    base = Path(root) / f"{bundle}-{network}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    path, k = base, 1
-    while path.exists():
-        path, k = base.with_name(f"{base.name}-{k}"), k + 1
-    return str(path)
+    """``runs/<bundle>-<network>-<YYYYmmdd-HHMMSS>``; a numeric suffix keeps two runs of one second apart. In
+    distributed training rank 0 names the folder and every rank gets that name (a collective: all ranks call this
+    at the same point; ``configs/distributed.json`` does it in ``initialize``)."""
+    from .distributed import broadcast_object, is_main
+
+    path = None
+    if is_main():
+        base = Path(root) / f"{bundle}-{network}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        path, k = base, 1
+        while path.exists():
+            path, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return str(broadcast_object(path))
 
 
 def _clean(obj):
@@ -59,11 +65,15 @@ def update_json(path: str | Path, **fields) -> dict:
 def start(output_dir: str, purpose: str, hyperparameters: dict, dataset: dict | None = None,
           splits: dict | None = None, split_params: dict | None = None) -> Path:
     """Create the run folder and record what the run is: command, hyperparameters, dataset (and whether it is
-    synthetic), and the split case ids. Returns the folder."""
+    synthetic), the split case ids and, in distributed training, the number of processes. Returns the folder.
+    In distributed training only rank 0 writes."""
     from .data import splits as splits_mod
     from .data.synthetic import is_synthetic
+    from .distributed import is_main, world_size
 
     out = Path(output_dir)
+    if not is_main():
+        return out
     out.mkdir(parents=True, exist_ok=True)
     info = {
         "purpose": purpose,
@@ -71,6 +81,10 @@ def start(output_dir: str, purpose: str, hyperparameters: dict, dataset: dict | 
         "command": " ".join(sys.argv),
         "hyperparameters": hyperparameters,
     }
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        info["distributed"] = {"world_size": world_size(), "backend": dist.get_backend()}
     if dataset is not None:
         info["dataset"] = {**dataset, "synthetic": is_synthetic(dataset["dir"])}
     if splits is not None:
@@ -107,7 +121,11 @@ def existing_dir(path, name: str) -> str:
 
 
 def report_training(output_dir: str, config_file: str = "bundles/<bundle>.json", dataset_dir: str | None = None) -> dict:
-    """Log where the run is, its best validation score and the commands to review and evaluate it."""
+    """Log where the run is, its best validation score and the commands to review and evaluate it (rank 0 only)."""
+    from .distributed import is_main
+
+    if not is_main():
+        return {}
     out = Path(output_dir)
     doc = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else {}
     best = doc.get("best") or {}

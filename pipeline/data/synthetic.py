@@ -127,7 +127,15 @@ def is_synthetic(root: str | Path) -> bool:
 
 def resolve_dataset_dir(dataset_dir: str, default_dir: str, layout: str, synthetic_dir: str, **kwargs) -> str:
     """The folder a run reads: ``dataset_dir`` if it exists; if it is the bundle's default and absent, a synthetic
-    sample in ``synthetic_dir`` (written once, reused after). A user-given path that does not exist is an error."""
+    sample in ``synthetic_dir`` (written once, reused after). A user-given path that does not exist is an error.
+    In distributed training rank 0 resolves it (and writes the sample) before the other ranks."""
+    from ..distributed import main_process_first
+
+    with main_process_first():
+        return _resolve_dataset_dir(dataset_dir, default_dir, layout, synthetic_dir, **kwargs)
+
+
+def _resolve_dataset_dir(dataset_dir: str, default_dir: str, layout: str, synthetic_dir: str, **kwargs) -> str:
     if Path(dataset_dir).exists():
         if is_synthetic(dataset_dir):
             _announce(dataset_dir, layout)
@@ -151,6 +159,10 @@ def resolve_dataset_dir(dataset_dir: str, default_dir: str, layout: str, synthet
 
 
 def _announce(path, layout: str, missing: str | None = None) -> None:
+    from ..distributed import is_main
+
+    if not is_main():  # distributed training: the banner once, from rank 0
+        return
     why = f"the default dataset folder '{missing}' does not exist, so " if missing else ""
     logger.warning(
         "\n%s\n#  SYNTHETIC DATA: %sthis run uses the synthetic %s sample in '%s'.\n"
