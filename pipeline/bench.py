@@ -47,15 +47,28 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def engine_train(dataset_dir: str, network: str, epochs: int) -> dict:
+def _cache_bytes(dataset) -> int:
+    """Bytes of the tensors a MONAI ``CacheDataset`` holds."""
+    total = 0
+    for item in getattr(dataset, "_cache", []) or []:
+        for v in (item.values() if isinstance(item, dict) else [item]):
+            if isinstance(v, torch.Tensor):
+                total += v.element_size() * v.nelement()
+            elif isinstance(v, np.ndarray):
+                total += v.nbytes
+    return total
+
+
+def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> dict:
     """Images/s of the bundle trainer over ``epochs`` epochs after one warm-up epoch, no validation."""
     from ignite.engine import Events
 
     with tempfile.TemporaryDirectory() as tmp:
         # one warm-up epoch first and one extra epoch last (the bundle validates at its last epoch), neither timed
         wf = _workflow("training", dataset_dir=dataset_dir, network=network, epochs=epochs + 2, val_interval=10**6,
-                       output_dir=tmp)
+                       output_dir=tmp, **overrides)
         trainer = wf.parser.get_parsed_content("train#trainer")
+        train_set = wf.parser.get_parsed_content("train#dataset")
         stats = {"epoch_s": [], "data_s": [], "images": []}
         clock = {}
 
@@ -84,7 +97,27 @@ def engine_train(dataset_dir: str, network: str, epochs: int) -> dict:
         trainer.run()
     secs, images = sum(stats["epoch_s"][1:-1]), sum(stats["images"][1:-1])
     return {"images_per_s": images / secs, "data_fraction": sum(stats["data_s"][1:-1]) / secs, "epochs": epochs,
-            "images_per_epoch": stats["images"][-1], "max_rss_mb": _max_rss_mb()}
+            "epoch_s": secs / epochs, "images_per_epoch": stats["images"][-1], "cached_cases": len(train_set),
+            "cache_mb": _cache_bytes(train_set) / 2**20, "max_rss_mb": _max_rss_mb()}
+
+
+def scaling(network: str, sizes=(25, 50, 100), rois=(128, 256), epochs: int = 2) -> list[dict]:
+    """Epoch time and cache size of the bundle trainer against the number of training images and the crop size, on
+    synthetic PH2-layout sets (768x560 images, worked on at 256 px)."""
+    from pipeline.data.synthetic import write_ph2
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            # train is about 65% of the cases with the default split fractions
+            root = write_ph2(Path(tmp) / f"n{n}" / "PH2Dataset", n_cases=round(n / 0.65))
+            for roi in rois:
+                res = engine_train(str(root), network, epochs, roi_size=[roi, roi], image_size=256,
+                                   default_dataset_dir=str(root))
+                rows.append({"train_images": res["cached_cases"], "roi": roi, "epoch_s": res["epoch_s"],
+                             "images_per_s": res["images_per_s"], "cache_mb": res["cache_mb"],
+                             "max_rss_mb": res["max_rss_mb"]})
+    return rows
 
 
 def _load_resized(path: str, size: int, rgb: bool) -> torch.Tensor:
@@ -363,6 +396,8 @@ def main(argv=None) -> None:
                          "wall time to validation IoU 0.85 / 0.88 (about 10 minutes on 2 cores)")
     ap.add_argument("--ttq_epochs", type=int, default=0, help="epochs for --time_to_quality (0: the bundle's)")
     ap.add_argument("--only_time_to_quality", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--scaling", action="store_true", help="only measure epoch time and cache size against the "
+                                                           "number of images and the crop size (synthetic data)")
     ap.add_argument("--levers", action="store_true", help="only measure the CPU levers (channels_last, bf16 "
                                                           "autocast, torch.compile) on one training step per network")
     ap.add_argument("--json", type=Path, default=Path("runs/bench.json"))
@@ -377,6 +412,8 @@ def main(argv=None) -> None:
             res = plain_train(rest[0], rest[1], int(rest[2]))
         elif kind == "levers":
             res = levers(rest[0])
+        elif kind == "scaling":
+            res = scaling(rest[0])
         elif kind == "ttq_engine":
             res = engine_time_to_quality(rest[0], rest[1], int(rest[2]) or None)
         elif kind == "ttq_plain":
@@ -391,6 +428,12 @@ def main(argv=None) -> None:
     from pipeline.data import find_cases, splits
 
     results = {"torch_threads": torch.get_num_threads(), "training": {}, "inference": {}}
+    if args.scaling:
+        rows = results["scaling"] = _run_part(["scaling", args.networks[0]])
+        for r in rows:
+            print(f"scaling {args.networks[0]}: {r['train_images']:4d} train images, crop {r['roi']}: epoch "
+                  f"{r['epoch_s']:.2f}s ({r['images_per_s']:.1f} img/s), cache {r['cache_mb']:.0f} MB "
+                  f"({r['cache_mb'] / r['train_images']:.2f} MB/image), peak RSS {r['max_rss_mb']:.0f} MB", flush=True)
     if args.levers:
         for net in args.networks:
             res = results.setdefault("levers", {})[net] = _run_part(["levers", net])
@@ -398,6 +441,7 @@ def main(argv=None) -> None:
                                                    for k in LEVERS)
                   + f" | bf16 logits max diff {res['bf16_max_logit_diff']:.3f}, mask pixels differing "
                     f"{res['bf16_mask_disagreement']:.3%}", flush=True)
+    if args.levers or args.scaling:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
         return

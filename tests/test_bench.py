@@ -17,3 +17,12 @@ def test_plain_time_to_quality_loop_validates_at_source_resolution(tmp_path):
     assert [c["epoch"] for c in res["curve"]] == [2, 3]  # every val_interval epochs and at the last
     assert all(0 <= c["val_iou"] <= 1 for c in res["curve"])
     assert res["curve"][0]["elapsed_s"] < res["curve"][1]["elapsed_s"] == res["total_s"]
+
+
+def test_cache_bytes_counts_the_cached_tensors():
+    import torch
+    from monai.data import CacheDataset
+
+    data = [{"image": torch.zeros(3, 10, 10), "label": torch.zeros(1, 10, 10, dtype=torch.uint8)} for _ in range(4)]
+    ds = CacheDataset(data, transform=None, progress=False)
+    assert bench._cache_bytes(ds) == 4 * (3 * 100 * 4 + 100)
