@@ -117,7 +117,7 @@ def test_layout_that_does_not_match_the_bundle(tmp_path):
 @pytest.mark.parametrize("override, message", [
     (["--epochs", "-3"], "--epochs must be a positive integer, got -3"),
     (["--network", "vnet"], "--network 'vnet' is unknown; choose one of: classic_unet, pspnet"),
-    (["--loss", "iou"], "--loss 'iou' is unknown; choose one of: bce, dice"),
+    (["--loss", "iou"], "--loss 'iou' is unknown; choose one of: bce, .*dicece"),
     (["--roi_size", "[2048,2048]"], "--roi_size \\[2048, 2048\\] is much larger than the working resolution"),
     (["--lr", "0"], "--lr must be a positive number"),
 ])
