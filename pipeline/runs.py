@@ -178,6 +178,10 @@ def check_hyperparameters(hp: dict) -> dict:
     if hp.get("loss") in LOSSES and "out_channels" in hp:
         want = OUT_CHANNELS.get(hp["loss"], 1)
         need(hp["out_channels"] == want, f"--loss {hp['loss']} needs --out_channels {want}, got {hp['out_channels']!r}")
+    folds, fold = hp.get("folds", 0), hp.get("fold", 0)
+    need(isinstance(folds, int) and (folds == 0 or folds >= 2) and isinstance(fold, int)
+         and (0 <= fold < folds or folds == fold == 0),
+         f"--folds must be 0 (no cross-validation) or >= 2, and --fold in 0..folds-1; got folds={folds!r}, fold={fold!r}")
     size = hp.get("image_size")
     need(isinstance(size, int) and not isinstance(size, bool) and size >= 0,
          f"--image_size must be 0 (source resolution) or a positive integer, got {size!r}")
