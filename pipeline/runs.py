@@ -178,6 +178,8 @@ def check_hyperparameters(hp: dict) -> dict:
     if hp.get("loss") in LOSSES and "out_channels" in hp:
         want = OUT_CHANNELS.get(hp["loss"], 1)
         need(hp["out_channels"] == want, f"--loss {hp['loss']} needs --out_channels {want}, got {hp['out_channels']!r}")
+    need(hp.get("cache", "memory") in ("memory", "disk", "none"),
+         f"--cache must be memory, disk or none, got {hp.get('cache')!r}")
     folds, fold = hp.get("folds", 0), hp.get("fold", 0)
     need(isinstance(folds, int) and (folds == 0 or folds >= 2) and isinstance(fold, int)
          and (0 <= fold < folds or folds == fold == 0),
