@@ -44,3 +44,80 @@ def test_replicate_channel():
     assert torch.equal(RandReplicateChanneld(keys="image", prob=0.0)({"image": img})["image"], img)
     with pytest.raises(ValueError, match="channel 5 out of range"):
         RandReplicateChanneld(keys="image", channel=5, prob=1.0)({"image": img})
+
+
+def _train_chain(cls):
+    from monai.transforms import (AsDiscreted, EnsureTyped, RandAdjustContrastd, RandFlipd, RandRotate90d,
+                                  RandScaleIntensityd, RandSpatialCropd, ScaleIntensityd, SpatialPadd)
+
+    keys = ["image", "label"]
+    return cls([ScaleIntensityd(keys="image"), AsDiscreted(keys="label", threshold=0.5),
+                SpatialPadd(keys=keys, spatial_size=(48, 48)),
+                RandSpatialCropd(keys=keys, roi_size=(48, 48), random_size=False),
+                RandFlipd(keys=keys, prob=0.5, spatial_axis=0), RandRotate90d(keys=keys, prob=0.5),
+                RandScaleIntensityd(keys="image", factors=0.2, prob=0.5, channel_wise=True),
+                RandAdjustContrastd(keys="image", prob=0.5), EnsureTyped(keys=keys, track_meta=False)])
+
+
+def _case(seed):
+    from monai.data import MetaTensor
+
+    g = torch.Generator().manual_seed(seed)
+    return {"image": MetaTensor(torch.rand(3, 40, 56, generator=g)),
+            "label": MetaTensor(torch.rand(1, 40, 56, generator=g))}
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_train_compose_matches_compose(cached):
+    """Same draws, same values as a plain Compose, cached head (CacheDataset's calls) or whole chain."""
+    from monai.data import MetaTensor, get_track_meta
+    from monai.transforms import Compose
+
+    from pipeline.transforms import TrainCompose
+
+    ref, fast = _train_chain(Compose), _train_chain(TrainCompose)
+    ref.set_random_state(7)
+    fast.set_random_state(7)
+    first = fast.get_index_of_first(lambda t: hasattr(t, "set_random_state"))
+    for seed in range(12):
+        if cached:
+            head_ref, head_fast = ref(_case(seed), end=first), fast(_case(seed), end=first, threading=True)
+            assert isinstance(head_ref["image"], MetaTensor) and not isinstance(head_fast["image"], MetaTensor)
+            a, b = ref(head_ref, start=first), fast(head_fast, start=first)
+        else:
+            a, b = ref(_case(seed)), fast(_case(seed))
+        for key in ("image", "label"):
+            assert type(b[key]) is torch.Tensor
+            assert torch.equal(torch.as_tensor(a[key]), b[key]), (seed, key)
+        assert get_track_meta()  # switched back on
+
+
+def test_train_compose_restores_tracking_on_error_and_keeps_meta_off_main_thread():
+    import threading
+
+    from monai.data import get_track_meta
+    from monai.transforms import Lambdad
+
+    from pipeline.transforms import TrainCompose
+
+    seen = {}
+
+    def probe(x):
+        seen[threading.current_thread().name] = get_track_meta()
+        return x
+
+    chain = _train_chain(TrainCompose)
+    chain.transforms = (*chain.transforms[:-1], Lambdad(keys="image", func=probe), chain.transforms[-1])
+    chain(_case(0))
+    worker = threading.Thread(target=lambda: chain(_case(1)), name="loader")
+    worker.start()
+    worker.join()
+    assert seen == {threading.main_thread().name: False, "loader": True}
+
+    def boom(x):
+        raise ValueError("bad sample")
+
+    chain.transforms = (*chain.transforms[:-1], Lambdad(keys="image", func=boom))
+    with pytest.raises(RuntimeError, match="applying transform"):
+        chain(_case(0))
+    assert get_track_meta()
