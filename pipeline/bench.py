@@ -69,7 +69,7 @@ def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> di
                        output_dir=tmp, **overrides)
         trainer = wf.parser.get_parsed_content("train#trainer")
         train_set = wf.parser.get_parsed_content("train#dataset")
-        stats = {"epoch_s": [], "data_s": [], "images": []}
+        stats = {"epoch_s": [], "data_s": [], "end_s": [], "images": []}
         clock = {}
 
         @trainer.on(Events.EPOCH_STARTED)
@@ -87,16 +87,20 @@ def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> di
         @trainer.on(Events.ITERATION_COMPLETED)
         def _(engine):
             clock["images"] += len(engine.state.batch)
+            clock["last_iteration"] = time.perf_counter()
 
-        @trainer.on(Events.EPOCH_COMPLETED)
+        @trainer.on(Events.EPOCH_COMPLETED)  # attached last: runs after the bundle's epoch-end handlers
         def _(engine):
-            stats["epoch_s"].append(time.perf_counter() - clock["epoch"])
+            now = time.perf_counter()
+            stats["epoch_s"].append(now - clock["epoch"])
             stats["data_s"].append(clock["data"])
+            stats["end_s"].append(now - clock["last_iteration"])
             stats["images"].append(clock["images"])
 
         trainer.run()
     secs, images = sum(stats["epoch_s"][1:-1]), sum(stats["images"][1:-1])
-    return {"images_per_s": images / secs, "data_fraction": sum(stats["data_s"][1:-1]) / secs, "epochs": epochs,
+    return {"images_per_s": images / secs, "data_fraction": sum(stats["data_s"][1:-1]) / secs,
+            "epoch_end_fraction": sum(stats["end_s"][1:-1]) / secs, "epochs": epochs,
             "epoch_s": secs / epochs, "images_per_epoch": stats["images"][-1], "cached_cases": len(train_set),
             "cache_mb": _cache_bytes(train_set) / 2**20, "max_rss_mb": _max_rss_mb()}
 
@@ -458,6 +462,7 @@ def main(argv=None) -> None:
         results["training"][net] = {"engine": engine, "plain": plain,
                                     "ratio": engine["images_per_s"] / plain["images_per_s"]}
         print(f"train {net:8s} engine {engine['images_per_s']:6.1f} img/s (data wait {engine['data_fraction']:.0%}, "
+              f"epoch-end handlers {engine['epoch_end_fraction']:.0%}, "
               f"{engine['max_rss_mb']:.0f} MB) | plain loop {plain['images_per_s']:6.1f} img/s "
               f"({plain['max_rss_mb']:.0f} MB) | ratio {results['training'][net]['ratio']:.2f}", flush=True)
 
