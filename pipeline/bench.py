@@ -404,6 +404,8 @@ def main(argv=None) -> None:
                                                            "number of images and the crop size (synthetic data)")
     ap.add_argument("--levers", action="store_true", help="only measure the CPU levers (channels_last, bf16 "
                                                           "autocast, torch.compile) on one training step per network")
+    ap.add_argument("--engine_overrides", default="{}", help="bundle overrides for the engine side of the throughput "
+                                                              "comparison, as JSON, e.g. '{\"channels_last\": true}'")
     ap.add_argument("--json", type=Path, default=Path("runs/bench.json"))
     ap.add_argument("--part", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -411,7 +413,7 @@ def main(argv=None) -> None:
     if args.part:  # one measurement, called by the orchestrator below
         kind, *rest = args.part
         if kind == "engine":
-            res = engine_train(rest[0], rest[1], int(rest[2]))
+            res = engine_train(rest[0], rest[1], int(rest[2]), **json.loads(rest[3] if len(rest) > 3 else "{}"))
         elif kind == "plain":
             res = plain_train(rest[0], rest[1], int(rest[2]))
         elif kind == "levers":
@@ -431,7 +433,8 @@ def main(argv=None) -> None:
         raise SystemExit(f"PH2 not found at {args.dataset_dir}: pass --dataset_dir")
     from pipeline.data import find_cases, splits
 
-    results = {"torch_threads": torch.get_num_threads(), "training": {}, "inference": {}}
+    results = {"torch_threads": torch.get_num_threads(), "engine_overrides": json.loads(args.engine_overrides),
+               "training": {}, "inference": {}}
     if args.scaling:
         rows = results["scaling"] = _run_part(["scaling", args.networks[0]])
         for r in rows:
@@ -458,7 +461,7 @@ def main(argv=None) -> None:
             return
     for net in args.networks:
         plain = _run_part(["plain", args.dataset_dir, net, str(args.epochs)])
-        engine = _run_part(["engine", args.dataset_dir, net, str(args.epochs)])
+        engine = _run_part(["engine", args.dataset_dir, net, str(args.epochs), args.engine_overrides])
         results["training"][net] = {"engine": engine, "plain": plain,
                                     "ratio": engine["images_per_s"] / plain["images_per_s"]}
         print(f"train {net:8s} engine {engine['images_per_s']:6.1f} img/s (data wait {engine['data_fraction']:.0%}, "

@@ -63,3 +63,35 @@ def test_pspnet_auxiliary_head_trains_through_the_engine(tiny_ph2, tmp_path, mon
         dataset_dir=str(data), epochs=1, val_interval=1, batch_size=2, output_dir=str(tmp_path / "run"))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["completed"] and 0.0 <= metrics["history"][0]["val_iou"] <= 1.0
+
+
+def test_channels_last_trains_and_its_checkpoint_serves_the_default_layout(tiny_ph2, tmp_path, monkeypatch):
+    """``channels_last true`` puts the 4D weights in channels-last layout through training; the checkpoint is an
+    ordinary state dict: the default (contiguous) model loads it and gives the same masks."""
+    import torch
+
+    monkeypatch.chdir(ROOT)
+    data, flat = tiny_ph2
+    common = {"network": "segnet", "width": 4, "image_size": 96, "roi_size": [64, 64], "dataset_dir": str(data)}
+    wf = ConfigWorkflow(config_file=str(ROOT / "bundles" / "ph2.json"), workflow_type=None, run_id="training",
+                        logging_file=False, channels_last=True, epochs=1, val_interval=1, batch_size=2,
+                        output_dir=str(tmp_path / "run"), **common)
+    wf.initialize()
+    net = wf.parser.get_parsed_content("net")
+    weights = [p for p in net.parameters() if p.ndim == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    wf.run()
+    wf.finalize()
+    ckpt = str(tmp_path / "run" / "models" / "best.pt")
+    for layout in (True, False):
+        run("inference", ckpt=ckpt, input_dir=str(flat), output_dir=str(tmp_path / f"out{layout}"),
+            channels_last=layout, **common)
+    a, b = (np.asarray(Image.open(tmp_path / f"out{v}" / "masks" / "odd.png")) for v in (True, False))
+    assert (a != b).mean() < 1e-3  # same weights; only float summation order differs
+
+
+def test_channels_last_must_be_a_boolean(tiny_ph2, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(Exception, match="channels_last"):
+        run("training", channels_last="fast", dataset_dir=str(tiny_ph2[0]), epochs=1,
+            output_dir=str(tmp_path / "run"))
