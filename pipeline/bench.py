@@ -69,7 +69,7 @@ def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> di
                        output_dir=tmp, **overrides)
         trainer = wf.parser.get_parsed_content("train#trainer")
         train_set = wf.parser.get_parsed_content("train#dataset")
-        stats = {"epoch_s": [], "data_s": [], "end_s": [], "images": []}
+        stats = {"epoch_s": [], "data_s": [], "end_s": [], "images": [], "step_s": []}
         clock = {}
 
         @trainer.on(Events.EPOCH_STARTED)
@@ -82,12 +82,15 @@ def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> di
 
         @trainer.on(Events.GET_BATCH_COMPLETED)
         def _(engine):
-            clock["data"] += time.perf_counter() - clock["batch"]
+            clock["step"] = time.perf_counter()
+            clock["data"] += clock["step"] - clock["batch"]
 
         @trainer.on(Events.ITERATION_COMPLETED)
         def _(engine):
             clock["images"] += len(engine.state.batch)
             clock["last_iteration"] = time.perf_counter()
+            if engine.state.epoch > 1:  # after the warm-up epoch
+                stats["step_s"].append(clock["last_iteration"] - clock["step"])
 
         @trainer.on(Events.EPOCH_COMPLETED)  # attached last: runs after the bundle's epoch-end handlers
         def _(engine):
@@ -100,7 +103,8 @@ def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> di
         trainer.run()
     secs, images = sum(stats["epoch_s"][1:-1]), sum(stats["images"][1:-1])
     return {"images_per_s": images / secs, "data_fraction": sum(stats["data_s"][1:-1]) / secs,
-            "epoch_end_fraction": sum(stats["end_s"][1:-1]) / secs, "epochs": epochs,
+            "epoch_end_fraction": sum(stats["end_s"][1:-1]) / secs, "step_ms": 1e3 * float(np.median(stats["step_s"])),
+            "epochs": epochs,
             "epoch_s": secs / epochs, "images_per_epoch": stats["images"][-1], "cached_cases": len(train_set),
             "cache_mb": _cache_bytes(train_set) / 2**20, "max_rss_mb": _max_rss_mb()}
 
@@ -180,23 +184,27 @@ def plain_train(dataset_dir: str, network: str, epochs: int, batch_size: int = 8
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs + 1)
     loss_fn, g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(0)
-    epoch_s, images = [], []
-    for _ in range(epochs + 1):
+    epoch_s, images, step_s = [], [], []
+    for epoch in range(epochs + 1):
         t0, n = time.perf_counter(), 0
         order = torch.randperm(len(data), generator=g).tolist()
         net.train()
         for i in range(0, len(order) - batch_size + 1, batch_size):
             pairs = [_augment(*data[j], roi, g) for j in order[i:i + batch_size]]
             x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            t_step = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(x), y)
             loss.backward()
             opt.step()
+            if epoch:
+                step_s.append(time.perf_counter() - t_step)
             n += len(pairs)
         sched.step()
         epoch_s.append(time.perf_counter() - t0)
         images.append(n)
-    return {"images_per_s": sum(images[1:]) / sum(epoch_s[1:]), "epochs": epochs, "images_per_epoch": images[-1],
+    return {"images_per_s": sum(images[1:]) / sum(epoch_s[1:]), "step_ms": 1e3 * float(np.median(step_s)),
+            "epochs": epochs, "images_per_epoch": images[-1],
             "max_rss_mb": _max_rss_mb()}
 
 
@@ -465,9 +473,9 @@ def main(argv=None) -> None:
         results["training"][net] = {"engine": engine, "plain": plain,
                                     "ratio": engine["images_per_s"] / plain["images_per_s"]}
         print(f"train {net:8s} engine {engine['images_per_s']:6.1f} img/s (data wait {engine['data_fraction']:.0%}, "
-              f"epoch-end handlers {engine['epoch_end_fraction']:.0%}, "
+              f"epoch-end handlers {engine['epoch_end_fraction']:.0%}, step {engine['step_ms']:.0f} ms, "
               f"{engine['max_rss_mb']:.0f} MB) | plain loop {plain['images_per_s']:6.1f} img/s "
-              f"({plain['max_rss_mb']:.0f} MB) | ratio {results['training'][net]['ratio']:.2f}", flush=True)
+              f"(step {plain['step_ms']:.0f} ms, {plain['max_rss_mb']:.0f} MB) | ratio {results['training'][net]['ratio']:.2f}", flush=True)
 
     ph2_image = splits.assign(find_cases("ph2", args.dataset_dir))["test"][0]["image"]
     dsb_image = _find_dsb_image(Path(args.dsb_dir)) if Path(args.dsb_dir).is_dir() else None
