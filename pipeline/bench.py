@@ -412,6 +412,8 @@ def main(argv=None) -> None:
                                                            "number of images and the crop size (synthetic data)")
     ap.add_argument("--levers", action="store_true", help="only measure the CPU levers (channels_last, bf16 "
                                                           "autocast, torch.compile) on one training step per network")
+    ap.add_argument("--rounds", type=int, default=1, help="throughput rounds per network (plain loop, then engine, "
+                                                              "each in a fresh process); the ratio reported is the median")
     ap.add_argument("--engine_overrides", default="{}", help="bundle overrides for the engine side of the throughput "
                                                               "comparison, as JSON, e.g. '{\"channels_last\": true}'")
     ap.add_argument("--json", type=Path, default=Path("runs/bench.json"))
@@ -468,14 +470,21 @@ def main(argv=None) -> None:
             print(f"wrote {args.json}")
             return
     for net in args.networks:
-        plain = _run_part(["plain", args.dataset_dir, net, str(args.epochs)])
-        engine = _run_part(["engine", args.dataset_dir, net, str(args.epochs), args.engine_overrides])
-        results["training"][net] = {"engine": engine, "plain": plain,
-                                    "ratio": engine["images_per_s"] / plain["images_per_s"]}
-        print(f"train {net:8s} engine {engine['images_per_s']:6.1f} img/s (data wait {engine['data_fraction']:.0%}, "
-              f"epoch-end handlers {engine['epoch_end_fraction']:.0%}, step {engine['step_ms']:.0f} ms, "
-              f"{engine['max_rss_mb']:.0f} MB) | plain loop {plain['images_per_s']:6.1f} img/s "
-              f"(step {plain['step_ms']:.0f} ms, {plain['max_rss_mb']:.0f} MB) | ratio {results['training'][net]['ratio']:.2f}", flush=True)
+        rounds = []
+        for r in range(args.rounds):  # alternate the two sides: one process each, so spread between processes shows
+            plain = _run_part(["plain", args.dataset_dir, net, str(args.epochs)])
+            engine = _run_part(["engine", args.dataset_dir, net, str(args.epochs), args.engine_overrides])
+            rounds.append({"engine": engine, "plain": plain, "ratio": engine["images_per_s"] / plain["images_per_s"]})
+            print(f"train {net:8s} round {r + 1}: engine {engine['images_per_s']:6.1f} img/s (data wait "
+                  f"{engine['data_fraction']:.0%}, epoch-end handlers {engine['epoch_end_fraction']:.0%}, step "
+                  f"{engine['step_ms']:.0f} ms, {engine['max_rss_mb']:.0f} MB) | plain loop {plain['images_per_s']:6.1f} "
+                  f"img/s (step {plain['step_ms']:.0f} ms, {plain['max_rss_mb']:.0f} MB) | ratio {rounds[-1]['ratio']:.2f}",
+                  flush=True)
+        ratios = [r["ratio"] for r in rounds]
+        results["training"][net] = {**rounds[len(rounds) // 2], "rounds": rounds, "ratio": float(np.median(ratios))}
+        if len(rounds) > 1:
+            print(f"train {net:8s} ratio median {np.median(ratios):.2f} over {len(rounds)} rounds "
+                  f"({min(ratios):.2f}-{max(ratios):.2f})", flush=True)
 
     ph2_image = splits.assign(find_cases("ph2", args.dataset_dir))["test"][0]["image"]
     dsb_image = _find_dsb_image(Path(args.dsb_dir)) if Path(args.dsb_dir).is_dir() else None
