@@ -1,12 +1,14 @@
 """Speed of the bundle's engine against a plain PyTorch loop on the same model and data (a benchmark, not a test).
 
     python -m pipeline.bench [--dataset_dir ../shared/data/ph2/PH2Dataset] [--networks unet segnet] [--epochs 3]
-                             [--json runs/bench.json]
+                             [--rounds 1] [--engine_overrides '{}'] [--json runs/bench.json]
+    python -m pipeline.bench --only_time_to_quality | --levers | --scaling
 
 1. Training throughput (images/s) of the PH2 bundle's ``SupervisedTrainer`` (its transforms, ``CacheDataset`` and
-   ``ThreadDataLoader``) against a hand-written loop with the same network, batch size, crop, augmentation, loss and
+   ``DataLoader``) against a hand-written loop with the same network, batch size, crop, augmentation, loss and
    optimiser, images decoded and resized once into memory as a careful hand-written loop would; the engine's time
-   waiting for data is reported separately.
+   waiting for data, in its training steps and in its epoch-end handlers is reported separately, the loop's step
+   time too. ``--rounds N`` alternates the two sides N times (a fresh process each) and reports the median ratio.
 2. Inference on one PH2 image and one 1388x1040 image: the bundle's inferer against a plain forward of the whole
    (padded) image and against MONAI's ``sliding_window_inference`` with its default settings, with the fraction of
    mask pixels on which each path disagrees with the bundle's.
