@@ -8,7 +8,10 @@
    ``DataLoader``) against a hand-written loop with the same network, batch size, crop, augmentation, loss and
    optimiser, images decoded and resized once into memory as a careful hand-written loop would; the engine's time
    waiting for data, in its training steps and in its epoch-end handlers is reported separately, the loop's step
-   time too. ``--rounds N`` alternates the two sides N times (a fresh process each) and reports the median ratio.
+   time too. The loop runs twice: as written (glibc's default allocator) and with the host-allocator setting the
+   bundles turn on (``pipeline.host_memory``), so ``ratio`` is the engine against the loop a user would write and
+   ``ratio_same_allocator`` what the framework itself costs. ``--rounds N`` alternates the sides N times (a fresh
+   process each) and reports the median ratios.
 2. Inference on one PH2 image and one 1388x1040 image: the bundle's inferer against a plain forward of the whole
    (padded) image and against MONAI's ``sliding_window_inference`` with its default settings, with the fraction of
    mask pixels on which each path disagrees with the bundle's.
@@ -172,13 +175,17 @@ def _augment(img: torch.Tensor, lab: torch.Tensor, roi: int, g: torch.Generator)
 
 
 def plain_train(dataset_dir: str, network: str, epochs: int, batch_size: int = 8, image_size: int = 256,
-                roi: int = 256, lr: float = 2e-3) -> dict:
-    """The same training as the bundle's, as a plain PyTorch loop (main-thread augmentation, no framework)."""
+                roi: int = 256, lr: float = 2e-3, retain_freed_memory: bool = False) -> dict:
+    """The same training as the bundle's, as a plain PyTorch loop (main-thread augmentation, no framework).
+    ``retain_freed_memory``: give the loop the bundle's host-allocator setting (``pipeline.host_memory``), which a
+    plain loop does not have; with it the comparison isolates what the framework itself costs."""
     from monai.losses import DiceCELoss
 
     from pipeline.data import find_cases, splits
+    from pipeline.host_memory import retain_freed_memory as retain
     from pipeline.networks import build_network
 
+    retain(retain_freed_memory)
     torch.manual_seed(0)
     cases = splits.assign(find_cases("ph2", dataset_dir))["train"]
     data = [(_load_resized(c["image"], image_size, True), _load_resized(c["label"], image_size, False)) for c in cases]
@@ -213,14 +220,18 @@ def plain_train(dataset_dir: str, network: str, epochs: int, batch_size: int = 8
 LEVERS = ("fp32", "channels_last", "bf16_autocast", "channels_last_bf16", "compile")
 
 
-def levers(network: str, steps: int = 6, batch_size: int = 8, size: int = 256) -> dict:
+def levers(network: str, steps: int = 6, batch_size: int = 8, size: int = 256, retain_freed_memory: bool = False
+           ) -> dict:
     """Images/s of one training step (forward, DiceCE, backward, AdamW) on a fixed random batch for each CPU lever,
     the variants interleaved round by round so a noisy machine biases none of them; ``compile`` is timed after its
-    compilation. Also the largest difference of the bf16 logits from fp32 ones (same weights, eval mode)."""
+    compilation. Also the largest difference of the bf16 logits from fp32 ones (same weights, eval mode).
+    ``retain_freed_memory`` (process-wide, so measured in a separate process): the bundle's host-allocator setting."""
     from monai.losses import DiceCELoss
 
+    from pipeline.host_memory import retain_freed_memory as retain
     from pipeline.networks import build_network
 
+    retain(retain_freed_memory)
     torch.manual_seed(0)
     x = torch.rand(batch_size, 3, size, size)
     y = (torch.rand(batch_size, 1, size, size) > 0.5).float()
@@ -427,9 +438,9 @@ def main(argv=None) -> None:
         if kind == "engine":
             res = engine_train(rest[0], rest[1], int(rest[2]), **json.loads(rest[3] if len(rest) > 3 else "{}"))
         elif kind == "plain":
-            res = plain_train(rest[0], rest[1], int(rest[2]))
+            res = plain_train(rest[0], rest[1], int(rest[2]), retain_freed_memory=len(rest) > 3 and rest[3] == "retain")
         elif kind == "levers":
-            res = levers(rest[0])
+            res = levers(rest[0], retain_freed_memory=len(rest) > 1 and rest[1] == "retain")
         elif kind == "scaling":
             res = scaling(rest[0])
         elif kind == "ttq_engine":
@@ -455,11 +466,17 @@ def main(argv=None) -> None:
                   f"({r['cache_mb'] / r['train_images']:.2f} MB/image), peak RSS {r['max_rss_mb']:.0f} MB", flush=True)
     if args.levers:
         for net in args.networks:
-            res = results.setdefault("levers", {})[net] = _run_part(["levers", net])
-            print(f"levers {net:8s} " + " | ".join(f"{k} {res[k]:.1f} img/s ({res[k] / res['fp32']:.2f}x)"
-                                                   for k in LEVERS)
-                  + f" | bf16 logits max diff {res['bf16_max_logit_diff']:.3f}, mask pixels differing "
-                    f"{res['bf16_mask_disagreement']:.3%}", flush=True)
+            for allocator in ("default", "retain"):  # process-wide setting: one process each
+                res = results.setdefault("levers", {}).setdefault(net, {})[allocator] = _run_part(
+                    ["levers", net, allocator])
+                print(f"levers {net:8s} {allocator:7s} allocator: "
+                      + " | ".join(f"{k} {res[k]:.1f} img/s ({res[k] / res['fp32']:.2f}x)" for k in LEVERS)
+                      + f" | bf16 logits max diff {res['bf16_max_logit_diff']:.3f}, mask pixels differing "
+                        f"{res['bf16_mask_disagreement']:.3%}", flush=True)
+            both = results["levers"][net]
+            both["retain_freed_memory_gain"] = both["retain"]["fp32"] / both["default"]["fp32"]
+            print(f"levers {net:8s} retain_freed_memory (fp32 step, retained / default allocator): "
+                  f"{both['retain_freed_memory_gain']:.2f}x", flush=True)
     if args.levers or args.scaling:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
@@ -473,20 +490,28 @@ def main(argv=None) -> None:
             return
     for net in args.networks:
         rounds = []
-        for r in range(args.rounds):  # alternate the two sides: one process each, so spread between processes shows
+        for r in range(args.rounds):  # alternate the sides: one process each, so spread between processes shows
             plain = _run_part(["plain", args.dataset_dir, net, str(args.epochs)])
+            plain_retained = _run_part(["plain", args.dataset_dir, net, str(args.epochs), "retain"])
             engine = _run_part(["engine", args.dataset_dir, net, str(args.epochs), args.engine_overrides])
-            rounds.append({"engine": engine, "plain": plain, "ratio": engine["images_per_s"] / plain["images_per_s"]})
+            rounds.append({"engine": engine, "plain": plain, "plain_retained": plain_retained,
+                           "ratio": engine["images_per_s"] / plain["images_per_s"],
+                           "ratio_same_allocator": engine["images_per_s"] / plain_retained["images_per_s"]})
             print(f"train {net:8s} round {r + 1}: engine {engine['images_per_s']:6.1f} img/s (data wait "
                   f"{engine['data_fraction']:.0%}, epoch-end handlers {engine['epoch_end_fraction']:.0%}, step "
                   f"{engine['step_ms']:.0f} ms, {engine['max_rss_mb']:.0f} MB) | plain loop {plain['images_per_s']:6.1f} "
-                  f"img/s (step {plain['step_ms']:.0f} ms, {plain['max_rss_mb']:.0f} MB) | ratio {rounds[-1]['ratio']:.2f}",
+                  f"img/s (step {plain['step_ms']:.0f} ms, {plain['max_rss_mb']:.0f} MB) | plain loop with the engine's "
+                  f"allocator setting {plain_retained['images_per_s']:6.1f} img/s (step {plain_retained['step_ms']:.0f} "
+                  f"ms) | ratio {rounds[-1]['ratio']:.2f}, same allocator {rounds[-1]['ratio_same_allocator']:.2f}",
                   flush=True)
         ratios = [r["ratio"] for r in rounds]
-        results["training"][net] = {**rounds[len(rounds) // 2], "rounds": rounds, "ratio": float(np.median(ratios))}
+        same = [r["ratio_same_allocator"] for r in rounds]
+        results["training"][net] = {**rounds[len(rounds) // 2], "rounds": rounds, "ratio": float(np.median(ratios)),
+                                    "ratio_same_allocator": float(np.median(same))}
         if len(rounds) > 1:
             print(f"train {net:8s} ratio median {np.median(ratios):.2f} over {len(rounds)} rounds "
-                  f"({min(ratios):.2f}-{max(ratios):.2f})", flush=True)
+                  f"({min(ratios):.2f}-{max(ratios):.2f}); same allocator {np.median(same):.2f} "
+                  f"({min(same):.2f}-{max(same):.2f})", flush=True)
 
     ph2_image = splits.assign(find_cases("ph2", args.dataset_dir))["test"][0]["image"]
     dsb_image = _find_dsb_image(Path(args.dsb_dir)) if Path(args.dsb_dir).is_dir() else None
