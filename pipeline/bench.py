@@ -52,6 +52,11 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _minor_faults() -> int:
+    """Minor page faults of this process so far: pages the kernel had to map (and zero) on first touch."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _cache_bytes(dataset) -> int:
     """Bytes of the tensors a MONAI ``CacheDataset`` holds."""
     total = 0
@@ -74,12 +79,13 @@ def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> di
                        output_dir=tmp, **overrides)
         trainer = wf.parser.get_parsed_content("train#trainer")
         train_set = wf.parser.get_parsed_content("train#dataset")
-        stats = {"epoch_s": [], "data_s": [], "end_s": [], "images": [], "step_s": []}
+        stats = {"epoch_s": [], "data_s": [], "end_s": [], "images": [], "step_s": [], "faults": []}
         clock = {}
 
         @trainer.on(Events.EPOCH_STARTED)
         def _(engine):
             clock["epoch"], clock["data"], clock["images"] = time.perf_counter(), 0.0, 0
+            clock["faults"] = _minor_faults()
 
         @trainer.on(Events.GET_BATCH_STARTED)
         def _(engine):
@@ -104,11 +110,13 @@ def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> di
             stats["data_s"].append(clock["data"])
             stats["end_s"].append(now - clock["last_iteration"])
             stats["images"].append(clock["images"])
+            stats["faults"].append(_minor_faults() - clock["faults"])
 
         trainer.run()
     secs, images = sum(stats["epoch_s"][1:-1]), sum(stats["images"][1:-1])
     return {"images_per_s": images / secs, "data_fraction": sum(stats["data_s"][1:-1]) / secs,
             "epoch_end_fraction": sum(stats["end_s"][1:-1]) / secs, "step_ms": 1e3 * float(np.median(stats["step_s"])),
+            "faults_per_image": sum(stats["faults"][1:-1]) / images,
             "epochs": epochs,
             "epoch_s": secs / epochs, "images_per_epoch": stats["images"][-1], "cached_cases": len(train_set),
             "cache_mb": _cache_bytes(train_set) / 2**20, "max_rss_mb": _max_rss_mb()}
@@ -193,9 +201,9 @@ def plain_train(dataset_dir: str, network: str, epochs: int, batch_size: int = 8
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs + 1)
     loss_fn, g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(0)
-    epoch_s, images, step_s = [], [], []
+    epoch_s, images, step_s, faults = [], [], [], []
     for epoch in range(epochs + 1):
-        t0, n = time.perf_counter(), 0
+        t0, n, f0 = time.perf_counter(), 0, _minor_faults()
         order = torch.randperm(len(data), generator=g).tolist()
         net.train()
         for i in range(0, len(order) - batch_size + 1, batch_size):
@@ -212,7 +220,9 @@ def plain_train(dataset_dir: str, network: str, epochs: int, batch_size: int = 8
         sched.step()
         epoch_s.append(time.perf_counter() - t0)
         images.append(n)
+        faults.append(_minor_faults() - f0)
     return {"images_per_s": sum(images[1:]) / sum(epoch_s[1:]), "step_ms": 1e3 * float(np.median(step_s)),
+            "faults_per_image": sum(faults[1:]) / sum(images[1:]),
             "epochs": epochs, "images_per_epoch": images[-1],
             "max_rss_mb": _max_rss_mb()}
 
@@ -499,10 +509,12 @@ def main(argv=None) -> None:
                            "ratio_same_allocator": engine["images_per_s"] / plain_retained["images_per_s"]})
             print(f"train {net:8s} round {r + 1}: engine {engine['images_per_s']:6.1f} img/s (data wait "
                   f"{engine['data_fraction']:.0%}, epoch-end handlers {engine['epoch_end_fraction']:.0%}, step "
-                  f"{engine['step_ms']:.0f} ms, {engine['max_rss_mb']:.0f} MB) | plain loop {plain['images_per_s']:6.1f} "
-                  f"img/s (step {plain['step_ms']:.0f} ms, {plain['max_rss_mb']:.0f} MB) | plain loop with the engine's "
+                  f"{engine['step_ms']:.0f} ms, {engine['faults_per_image']:.0f} page faults/image, "
+                  f"{engine['max_rss_mb']:.0f} MB) | plain loop {plain['images_per_s']:6.1f} "
+                  f"img/s (step {plain['step_ms']:.0f} ms, {plain['faults_per_image']:.0f} page faults/image, "
+                  f"{plain['max_rss_mb']:.0f} MB) | plain loop with the engine's "
                   f"allocator setting {plain_retained['images_per_s']:6.1f} img/s (step {plain_retained['step_ms']:.0f} "
-                  f"ms) | ratio {rounds[-1]['ratio']:.2f}, same allocator {rounds[-1]['ratio_same_allocator']:.2f}",
+                  f"ms, {plain_retained['faults_per_image']:.0f} page faults/image) | ratio {rounds[-1]['ratio']:.2f}, same allocator {rounds[-1]['ratio_same_allocator']:.2f}",
                   flush=True)
         ratios = [r["ratio"] for r in rounds]
         same = [r["ratio_same_allocator"] for r in rounds]

@@ -3,18 +3,18 @@
 glibc's ``malloc`` serves large blocks (above a threshold that grows to at most 32 MB) with a fresh ``mmap`` and
 returns them with ``munmap`` when freed. PyTorch's CPU allocator has no cache of its own, so the activations and
 gradients of each training step (a 16-channel 256x256 batch of 8 is 33.5 MB) come back as new pages that the kernel
-must fault in and zero, page by page: on the project's 2-core VM, ``a * 2`` on such a tensor takes 15 ms with a new
-output and 2 ms into an existing one, and a UNet training step spends about a third of its time in those faults
-(``python -m pipeline.bench --levers``). A plain PyTorch loop pays the same; this switch is one of the levers the
-engine has over it (docs/performance.md).
+must fault in and zero, page by page, at every step. On a virtual machine each fault is expensive; a plain PyTorch
+loop pays the same, and this switch is one of the levers the engine has over it (``python -m pipeline.bench
+--levers`` measures it; figures in docs/performance.md).
 
 :func:`retain_freed_memory` tells glibc to serve every block from its heap (``M_MMAP_MAX = 0``) and not to give the
 heap's free top back to the system (``M_TRIM_THRESHOLD`` at its maximum): after the first step the same memory is
-reused and no page is faulted in again. The cost is that the process keeps its peak footprint until it exits (the
-peak itself does not grow: memory freed after validation is reused by training and vice versa). Results are
-bit-identical: only where buffers live changes. No effect (and a logged note) where the C library is not glibc.
-The same as starting Python with ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...``, but
-set by the bundle itself so that ``python -m monai.bundle run`` gets it.
+reused and no page is faulted in again. The cost: the process keeps its peak footprint until it exits, and the
+heap can hold some fragmentation on top of it (peak RSS of the PH2, LGG and DSB2018 bundles within a few percent
+either way, docs/performance.md). Results are bit-identical: only where buffers live changes. No effect (and a
+logged note) where the C library is not glibc. The same as starting Python with
+``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...``, but set by the bundle itself (in
+``initialize``) so that ``python -m monai.bundle run`` gets it.
 """
 
 from __future__ import annotations
