@@ -10,7 +10,7 @@ loop pays the same, and this switch is one of the levers the engine has over it 
 :func:`retain_freed_memory` tells glibc to serve every block from its heap (``M_MMAP_MAX = 0``) and not to give the
 heap's free top back to the system (``M_TRIM_THRESHOLD`` at its maximum): after the first step the same memory is
 reused and no page is faulted in again. The cost: the process keeps its peak footprint until it exits, and the
-heap can hold some fragmentation on top of it (peak RSS of the PH2, LGG and DSB2018 bundles within a few percent
+heap can hold some fragmentation on top of it (peak RSS of the PH2, LGG and DSB2018 bundles within 3-10%
 either way, docs/performance.md). Results are bit-identical: only where buffers live changes. No effect (and a
 logged note) where the C library is not glibc. The same as starting Python with
 ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...``, but set by the bundle itself (in
