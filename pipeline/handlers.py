@@ -167,13 +167,6 @@ def _mask(x) -> np.ndarray:
     return a.squeeze(0) > 0 if a.ndim == 3 else a > 0
 
 
-def _fit_width(img: np.ndarray, width: int) -> np.ndarray:
-    if img.shape[1] <= width:
-        return img
-    h = max(1, round(img.shape[0] * width / img.shape[1]))
-    return np.asarray(Image.fromarray(img).resize((width, h), Image.BILINEAR))
-
-
 class ValidateEvery(ValidationHandler):
     """MONAI's ``ValidationHandler`` at every ``interval``-th epoch *and* at the last epoch, so a run shorter than the
     interval (or not a multiple of it) still ends validated, with a ``best.pt``.
@@ -312,10 +305,11 @@ class TensorBoardOverlays:
         for case_id, path, o, b in _items(engine, with_batch=True):
             if self._done >= self.max_cases:
                 return
+            # traced at the width shown: tracing outlines at source resolution at every validation cost more than
+            # the network's forward passes
             img = overlay(_source_image(path, *_slice_of(b, case_id)), pred=_mask(o["pred"]),
-                          truth=_mask(o["label"]) if "label" in o else None)
-            self.writer.add_image(f"{self.tag}/{case_id}", _fit_width(img, self.width), engine.state.epoch,
-                                  dataformats="HWC")
+                          truth=_mask(o["label"]) if "label" in o else None, width=self.width)
+            self.writer.add_image(f"{self.tag}/{case_id}", img, engine.state.epoch, dataformats="HWC")
             self._done += 1
 
 

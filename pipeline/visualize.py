@@ -30,8 +30,10 @@ def _outline(mask: np.ndarray, thickness: int) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, pred: np.ndarray | None = None, truth: np.ndarray | None = None,
-            thickness: int | None = None) -> np.ndarray:
-    """RGB uint8 (H, W, 3): ``image`` with outlines of ``truth`` (green) and ``pred`` (magenta)."""
+            thickness: int | None = None, width: int | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3): ``image`` with outlines of ``truth`` (green) and ``pred`` (magenta). With ``width``, an
+    image wider than that is first shrunk to it (aspect kept; masks nearest-neighbour), so the outlines are traced on
+    the pixels that will be shown instead of on the full-resolution image."""
     img = np.asarray(image)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=-1)
@@ -39,14 +41,21 @@ def overlay(image: np.ndarray, pred: np.ndarray | None = None, truth: np.ndarray
     if img.dtype != np.uint8:
         lo, hi = float(img.min()), float(img.max())
         img = ((img - lo) / (hi - lo + 1e-8) * 255).astype(np.uint8)
-    out = img.copy()
-    t = thickness or max(1, round(max(img.shape[:2]) / 300))
+    masks = []
     for mask, colour in ((truth, TRUTH), (pred, PRED)):
         if mask is None:
             continue
-        mask = np.asarray(mask).squeeze()
+        mask = np.asarray(mask).squeeze() > 0
         if mask.shape != img.shape[:2]:
             raise ValueError(f"mask shape {mask.shape} differs from image shape {img.shape[:2]}")
+        masks.append((mask, colour))
+    if width and img.shape[1] > width:
+        size = (width, max(1, round(img.shape[0] * width / img.shape[1])))
+        img = np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR))
+        masks = [(np.asarray(Image.fromarray(m.astype(np.uint8)).resize(size, Image.NEAREST)) > 0, c) for m, c in masks]
+    out = img.copy()
+    t = thickness or max(1, round(max(img.shape[:2]) / 300))
+    for mask, colour in masks:
         out[_outline(mask, t)] = colour
     return out
 

@@ -68,6 +68,7 @@ def test_one_tensorboard_stream_with_expected_tags(trained):
     # the overlay keeps the source image's orientation: landscape in, landscape out
     img = acc.Images(images[0])[-1]
     assert img.width > img.height
+    assert img.width == 384  # the synthetic 768-px images, shrunk to the overlay width before outlining
 
 
 def test_evaluate_scores_each_test_case(trained):
