@@ -435,8 +435,9 @@ def main(argv=None) -> None:
                                                            "number of images and the crop size (synthetic data)")
     ap.add_argument("--levers", action="store_true", help="only measure the CPU levers (channels_last, bf16 "
                                                           "autocast, torch.compile) on one training step per network")
-    ap.add_argument("--rounds", type=int, default=1, help="throughput rounds per network (plain loop, then engine, "
-                                                              "each in a fresh process); the ratio reported is the median")
+    ap.add_argument("--rounds", type=int, default=1, help="throughput rounds per network (plain loop, plain loop with "
+                         "the bundles' allocator setting, engine; each in a fresh process); the ratios reported are "
+                         "the medians")
     ap.add_argument("--engine_overrides", default="{}", help="bundle overrides for the engine side of the throughput "
                                                               "comparison, as JSON, e.g. '{\"channels_last\": true}'")
     ap.add_argument("--json", type=Path, default=Path("runs/bench.json"))
@@ -513,9 +514,9 @@ def main(argv=None) -> None:
                   f"{engine['max_rss_mb']:.0f} MB) | plain loop {plain['images_per_s']:6.1f} "
                   f"img/s (step {plain['step_ms']:.0f} ms, {plain['faults_per_image']:.0f} page faults/image, "
                   f"{plain['max_rss_mb']:.0f} MB) | plain loop with the engine's "
-                  f"allocator setting {plain_retained['images_per_s']:6.1f} img/s (step {plain_retained['step_ms']:.0f} "
-                  f"ms, {plain_retained['faults_per_image']:.0f} page faults/image) | ratio {rounds[-1]['ratio']:.2f}, same allocator {rounds[-1]['ratio_same_allocator']:.2f}",
-                  flush=True)
+                  f"allocator setting {plain_retained['images_per_s']:6.1f} img/s (step "
+                  f"{plain_retained['step_ms']:.0f} ms, {plain_retained['faults_per_image']:.0f} page faults/image) | ratio {rounds[-1]['ratio']:.2f}, "
+                  f"same allocator {rounds[-1]['ratio_same_allocator']:.2f}", flush=True)
         ratios = [r["ratio"] for r in rounds]
         same = [r["ratio_same_allocator"] for r in rounds]
         results["training"][net] = {**rounds[len(rounds) // 2], "rounds": rounds, "ratio": float(np.median(ratios)),

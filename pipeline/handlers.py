@@ -305,8 +305,8 @@ class TensorBoardOverlays:
         for case_id, path, o, b in _items(engine, with_batch=True):
             if self._done >= self.max_cases:
                 return
-            # traced at the width shown: tracing outlines at source resolution at every validation cost more than
-            # the network's forward passes
+            # traced at the width shown: tracing outlines at source resolution at every validation cost about as
+            # much as the network's forward passes
             img = overlay(_source_image(path, *_slice_of(b, case_id)), pred=_mask(o["pred"]),
                           truth=_mask(o["label"]) if "label" in o else None, width=self.width)
             self.writer.add_image(f"{self.tag}/{case_id}", img, engine.state.epoch, dataformats="HWC")
