@@ -515,7 +515,8 @@ def main(argv=None) -> None:
                   f"img/s (step {plain['step_ms']:.0f} ms, {plain['faults_per_image']:.0f} page faults/image, "
                   f"{plain['max_rss_mb']:.0f} MB) | plain loop with the engine's "
                   f"allocator setting {plain_retained['images_per_s']:6.1f} img/s (step "
-                  f"{plain_retained['step_ms']:.0f} ms, {plain_retained['faults_per_image']:.0f} page faults/image) | ratio {rounds[-1]['ratio']:.2f}, "
+                  f"{plain_retained['step_ms']:.0f} ms, {plain_retained['faults_per_image']:.0f} page faults/image) | "
+                  f"ratio {rounds[-1]['ratio']:.2f}, "
                   f"same allocator {rounds[-1]['ratio_same_allocator']:.2f}", flush=True)
         ratios = [r["ratio"] for r in rounds]
         same = [r["ratio_same_allocator"] for r in rounds]
