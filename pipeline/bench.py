@@ -2,7 +2,7 @@
 
     python -m pipeline.bench [--dataset_dir ../shared/data/ph2/PH2Dataset] [--networks unet segnet] [--epochs 3]
                              [--rounds 1] [--engine_overrides '{}'] [--json runs/bench.json]
-    python -m pipeline.bench --only_time_to_quality | --levers | --scaling
+    python -m pipeline.bench --only_time_to_quality [--rounds 2] | --levers | --scaling
 
 1. Training throughput (images/s) of the PH2 bundle's ``SupervisedTrainer`` (its transforms, ``CacheDataset`` and
    ``DataLoader``) against a hand-written loop with the same network, batch size, crop, augmentation, loss and
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -394,28 +395,56 @@ def _run_part(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def time_to_quality(dataset_dir: str, network: str, epochs: int) -> dict:
-    engine = _run_part(["ttq_engine", dataset_dir, network, str(epochs)])
-    plain = _run_part(["ttq_plain", dataset_dir, network, str(epochs or engine["epochs"])])
+def _ttq_round(dataset_dir: str, network: str, epochs: int, plain_first: bool) -> dict:
+    if plain_first:  # the plain loop needs the epoch count up front: the bundle's unless --ttq_epochs
+        plain = _run_part(["ttq_plain", dataset_dir, network, str(epochs or _bundle_epochs())])
+        engine = _run_part(["ttq_engine", dataset_dir, network, str(epochs)])
+    else:
+        engine = _run_part(["ttq_engine", dataset_dir, network, str(epochs)])
+        plain = _run_part(["ttq_plain", dataset_dir, network, str(epochs or engine["epochs"])])
     target = plain["curve"][-1]["val_iou"]  # the plain loop's final validation IoU
-    out = {"engine": engine, "plain": plain, "plain_final_iou": target,
-           "engine_s_to_plain_final": _first_time(engine["curve"], target), "plain_total_s": plain["total_s"]}
+    out = {"order": "plain first" if plain_first else "recipe first", "engine": engine, "plain": plain,
+           "plain_final_iou": target, "engine_s_to_plain_final": _first_time(engine["curve"], target),
+           "plain_total_s": plain["total_s"]}
     for level in (0.85, 0.88):
         out[f"engine_s_to_{level}"] = _first_time(engine["curve"], level)
         out[f"plain_s_to_{level}"] = _first_time(plain["curve"], level)
     t = out["engine_s_to_plain_final"]
     out["ratio_to_plain_final"] = t / plain["total_s"] if t is not None else None
+    return out
+
+
+def _bundle_epochs() -> int:
+    return int(json.loads(Path(BUNDLE).read_text())["epochs"])
+
+
+def time_to_quality(dataset_dir: str, network: str, epochs: int, rounds: int = 1) -> dict:
+    """Rounds alternate which side runs first (recipe first in odd rounds), so a machine whose speed drifts over
+    minutes does not favour one side; each round's ratio compares the two runs of that round."""
 
     def fmt(x):
         return "never" if x is None else f"{x:.0f}s"
 
-    print(f"time to quality ({network}): plain loop final val IoU {target:.3f} after {fmt(plain['total_s'])} "
-          f"({plain['epochs']} epochs, fixed lr {plain['lr']}, 256x256 squashed); default recipe reaches it after "
-          f"{fmt(t)} (ratio {out['ratio_to_plain_final'] or float('nan'):.2f}, target <= 0.5) | IoU 0.85: recipe "
-          f"{fmt(out['engine_s_to_0.85'])}, plain {fmt(out['plain_s_to_0.85'])} | IoU 0.88: recipe "
-          f"{fmt(out['engine_s_to_0.88'])}, plain {fmt(out['plain_s_to_0.88'])} | peak RSS recipe "
-          f"{engine['max_rss_mb']:.0f} MB, plain {plain['max_rss_mb']:.0f} MB", flush=True)
-    return out
+    results = []
+    for r in range(rounds):
+        out = _ttq_round(dataset_dir, network, epochs, plain_first=r % 2 == 1)
+        results.append(out)
+        plain, engine, t = out["plain"], out["engine"], out["engine_s_to_plain_final"]
+        print(f"time to quality ({network}, round {r + 1}, {out['order']}): plain loop final val IoU "
+              f"{out['plain_final_iou']:.3f} after {fmt(plain['total_s'])} ({plain['epochs']} epochs, fixed lr "
+              f"{plain['lr']}, 256x256 squashed); default recipe reaches it after {fmt(t)} of its "
+              f"{fmt(engine['total_s'])} (ratio {out['ratio_to_plain_final'] or float('nan'):.2f}, target <= 0.5) | "
+              f"IoU 0.85: recipe {fmt(out['engine_s_to_0.85'])}, plain {fmt(out['plain_s_to_0.85'])} | IoU 0.88: "
+              f"recipe {fmt(out['engine_s_to_0.88'])}, plain {fmt(out['plain_s_to_0.88'])} | peak RSS recipe "
+              f"{engine['max_rss_mb']:.0f} MB, plain {plain['max_rss_mb']:.0f} MB", flush=True)
+    ratios = [o["ratio_to_plain_final"] for o in results]
+    summary = {**results[0], "rounds": results}
+    if rounds > 1:
+        finite = [x if x is not None else math.inf for x in ratios]
+        summary["ratio_to_plain_final"] = float(np.median(finite))
+        print(f"time to quality ({network}): ratio median {summary['ratio_to_plain_final']:.2f} over {rounds} "
+              f"rounds ({min(finite):.2f}-{max(finite):.2f})", flush=True)
+    return summary
 
 
 def main(argv=None) -> None:
@@ -436,8 +465,9 @@ def main(argv=None) -> None:
     ap.add_argument("--levers", action="store_true", help="only measure the CPU levers (channels_last, bf16 "
                                                           "autocast, torch.compile) on one training step per network")
     ap.add_argument("--rounds", type=int, default=1, help="throughput rounds per network (plain loop, plain loop with "
-                         "the bundles' allocator setting, engine; each in a fresh process); the ratios reported are "
-                         "the medians")
+                         "the bundles' allocator setting, engine; each in a fresh process), or time-to-quality "
+                         "rounds (recipe first in odd rounds, plain loop first in even ones); the ratios reported "
+                         "are the medians")
     ap.add_argument("--engine_overrides", default="{}", help="bundle overrides for the engine side of the throughput "
                                                               "comparison, as JSON, e.g. '{\"channels_last\": true}'")
     ap.add_argument("--json", type=Path, default=Path("runs/bench.json"))
@@ -493,7 +523,8 @@ def main(argv=None) -> None:
         args.json.write_text(json.dumps(results, indent=1))
         return
     if args.time_to_quality or args.only_time_to_quality:
-        results["time_to_quality"] = time_to_quality(args.dataset_dir, args.networks[0], args.ttq_epochs)
+        results["time_to_quality"] = time_to_quality(args.dataset_dir, args.networks[0], args.ttq_epochs,
+                                                      args.rounds)
         if args.only_time_to_quality:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(results, indent=1))
