@@ -9,10 +9,11 @@ handlers call these helpers unconditionally:
 - ``broadcast_object`` / ``check_same``: one run folder for all ranks (the default name holds a timestamp).
 - ``broadcast_state``: before each validation every rank takes rank 0's weights and batch-norm statistics (those
   ``best.pt`` holds; DDP keeps weights equal, but each rank's last training batch moved its own BN running stats).
-- ``all_reduce_sum``: the epoch's training loss over all ranks.
+- ``all_reduce_sum``: the epoch's training loss over all ranks, and the per-patient voxel counts of
+  ``pipeline.handlers.VolumeDice``.
 - ``train_sampler``: the bundle's training sampler, split across ranks.
 
-Validation needs nothing here: MONAI's cumulative metrics (``IgniteMetricHandler`` over ``MeanIoU`` /
+Validation otherwise needs nothing here: MONAI's cumulative metrics (``IgniteMetricHandler`` over ``MeanIoU`` /
 ``DiceMetric``) all-gather the per-case scores of every rank before reducing, so each rank gets the mean over the
 whole validation set, the same number as a single-process evaluation.
 """

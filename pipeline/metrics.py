@@ -17,6 +17,9 @@ Sliced volumes (LGG brain MRI), as Buda et al. (Comput Biol Med 2019) report the
   volume, and Dice / IoU of that volume: |P ∩ T| and |P|, |T| summed over all slices, *not* the mean of per-slice
   scores. An empty predicted volume against an empty truth volume scores 1. Summarised as mean / median / std / n
   over patients (``summarize_groups``).
+- During training the same volume Dice is the validation metric ``val_volume_dice`` of sliced bundles
+  (``pipeline.handlers.VolumeDice``, from the per-patient sums of ``dice_from_counts``), the one that picks
+  ``best.pt``.
 - Tumour slices (``slice_summaries``): per-slice IoU and Dice summarised over the slices whose truth is non-empty.
 - Empty slices (``slice_summaries``): of the slices whose truth is empty, how many are predicted empty (``rate``).
 """
@@ -108,6 +111,11 @@ def volume_record(pred, truth) -> dict:
     rec = case_record(p, t, hd95=False)
     return {"n_slices": int(p.shape[-1]), "dice_volume": rec["dice"], "iou_volume": rec["iou"],
             "area_true": rec["area_true"], "area_pred": rec["area_pred"]}
+
+
+def dice_from_counts(intersection: float, pred: float, truth: float) -> float:
+    """Dice from voxel counts |P ∩ T|, |P|, |T|: the definition above (1 when both are empty)."""
+    return 1.0 if pred + truth == 0 else 2.0 * intersection / (pred + truth)
 
 
 def summarize_groups(group_records: Sequence[dict]) -> dict:

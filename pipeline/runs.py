@@ -155,6 +155,10 @@ def as_bool(value, name: str) -> bool:
     raise ValueError(f"--{name} must be true or false, got {value!r}")
 
 
+# validation metrics that can pick best.pt; val_volume_dice only in bundles with group_metrics (LGG, NIfTI)
+KEY_METRICS = ("val_iou", "val_dice", "val_volume_dice")
+
+
 def check_hyperparameters(hp: dict) -> dict:
     """Reject bad overrides before any data is read or any folder written; each message names the option."""
     from .losses import LOSSES, OUT_CHANNELS
@@ -178,6 +182,14 @@ def check_hyperparameters(hp: dict) -> dict:
     if hp.get("loss") in LOSSES and "out_channels" in hp:
         want = OUT_CHANNELS.get(hp["loss"], 1)
         need(hp["out_channels"] == want, f"--loss {hp['loss']} needs --out_channels {want}, got {hp['out_channels']!r}")
+    min_size = hp.get("min_lesion_size", 0)
+    need(isinstance(min_size, int) and not isinstance(min_size, bool) and min_size >= 0,
+         f"--min_lesion_size must be a whole number of pixels >= 0 (0: off), got {min_size!r}")
+    need(hp.get("key_metric", "val_iou") in KEY_METRICS,
+         f"--key_metric must be one of {', '.join(KEY_METRICS)}, got {hp.get('key_metric')!r}")
+    if hp.get("key_metric") == "val_volume_dice":
+        need(as_bool(hp.get("group_metrics", False), "group_metrics"),
+             "--key_metric val_volume_dice needs --group_metrics true (cases grouped into patient volumes)")
     need(hp.get("cache", "memory") in ("memory", "disk", "none"),
          f"--cache must be memory, disk or none, got {hp.get('cache')!r}")
     folds, fold = hp.get("folds", 0), hp.get("fold", 0)

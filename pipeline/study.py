@@ -30,7 +30,7 @@ The report, in the study folder:
   HD95, the paired bootstrap difference to the reference run (the run with the best *validation* score, so the
   comparison is not chosen on the test set), training wall time, median epoch time, peak memory, and evaluation
   time per full-resolution image.
-- ``val_curves.png`` (validation IoU per epoch, all runs) and ``test_scores.png`` (test score per run with CI bars).
+- ``val_curves.png`` (each run's key validation metric per epoch, all runs) and ``test_scores.png`` (test score per run with CI bars).
 - TensorBoard HParams entries under ``<study>/hparams`` (``tensorboard --logdir <study>``).
 """
 
@@ -274,10 +274,11 @@ def collect(study: Study) -> tuple[list[dict], dict]:
         train = _read_json(run.folder / "metrics.json")
         config = _read_json(run.folder / "config.json")
         best = train.get("best") or {}
+        key = best.get("key_metric", "val_iou")  # runs recorded before key metrics were named picked on IoU
         row.update({
             "params": _params(run.folder / "models" / "best.pt"),
             "epochs": (config.get("hyperparameters") or {}).get("epochs"),
-            "val_iou": best.get("val_iou"), "best_epoch": best.get("epoch"),
+            "val_metric": key, "val_score": best.get(key), "best_epoch": best.get("epoch"),
             "train_s": train.get("train_seconds"), "epoch_s": _median_epoch_s(train.get("history", [])),
             "peak_rss_gb": train.get("peak_rss_gb"), "peak_cuda_gb": train.get("peak_cuda_gb"),
         })
@@ -307,7 +308,7 @@ def _score_columns(row: dict, per_unit: dict) -> None:
 
 def pooled(study: Study, rows: list[dict], scores: dict) -> tuple[list[dict], dict]:
     """Rows that differ only in ``study.pool`` (e.g. the folds of a cross-validation) merged into one: their test
-    units (disjoint across folds) scored together, validation IoU and epoch time averaged, training time summed.
+    units (disjoint across folds) scored together, validation score and epoch time averaged, training time summed.
     Only combinations whose runs are all evaluated are pooled."""
     keys = [k for k in study.grid if k != study.pool]
     out, out_scores = [], {}
@@ -320,7 +321,8 @@ def pooled(study: Study, rows: list[dict], scores: dict) -> tuple[list[dict], di
         per_unit = {m: {u: x for r in members for u, x in scores[r["run"]][m].items()} for m in ("iou", "dice")}
         row = {"run": name, **values, "status": "done", "runs": len(members), "unit": members[0]["unit"],
                "n_test": len(per_unit["dice"]), "params": members[0].get("params"),
-               "val_iou": float(np.mean([r["val_iou"] for r in members])),
+               "val_metric": members[0]["val_metric"],
+               "val_score": float(np.mean([r["val_score"] for r in members])),
                "train_s": float(sum(r["train_s"] or 0 for r in members)),
                "epoch_s": float(np.median([r["epoch_s"] for r in members if r.get("epoch_s") is not None] or [np.nan])),
                "peak_rss_gb": max((r["peak_rss_gb"] for r in members if r.get("peak_rss_gb")), default=None),
@@ -335,11 +337,11 @@ def pooled(study: Study, rows: list[dict], scores: dict) -> tuple[list[dict], di
 
 def _add_paired_differences(rows: list[dict], scores: dict, metric: str = "dice") -> None:
     """``d_<metric>`` = this run's mean minus the reference run's, on the same test units, with a paired bootstrap
-    95% CI. The reference is the run with the best validation IoU (not chosen on the test set)."""
-    evaluated = [r for r in rows if r["run"] in scores and r.get("val_iou") is not None]
+    95% CI. The reference is the run with the best validation score (its key metric; not chosen on the test set)."""
+    evaluated = [r for r in rows if r["run"] in scores and r.get("val_score") is not None]
     if not evaluated:
         return
-    ref = max(evaluated, key=lambda r: r["val_iou"])
+    ref = max(evaluated, key=lambda r: r["val_score"])
     ref["reference"] = True
     ref_scores = scores[ref["run"]][metric]
     for r in evaluated:
@@ -352,10 +354,15 @@ def _add_paired_differences(rows: list[dict], scores: dict, metric: str = "dice"
         r.update({f"d_{metric}": float(diff.mean()), f"d_{metric}_ci_low": lo, f"d_{metric}_ci_high": hi})
 
 
-COLUMNS = ["run", "status", "params", "epochs", "best_epoch", "val_iou", "unit", "n_test",
+COLUMNS = ["run", "status", "params", "epochs", "best_epoch", "val_metric", "val_score", "unit", "n_test",
            "iou_mean", "iou_median", "iou_ci_low", "iou_ci_high", "dice_mean", "dice_median", "dice_ci_low",
            "dice_ci_high", "hd95_mean", "hd95_median", "d_dice", "d_dice_ci_low", "d_dice_ci_high", "reference",
            "train_s", "epoch_s", "peak_rss_gb", "peak_cuda_gb", "infer_s_per_image", "synthetic"]
+
+
+def _metric_label(key: str | None) -> str:
+    """How a key validation metric reads in a table head."""
+    return {"val_iou": "IoU", "val_dice": "Dice", "val_volume_dice": "volume Dice"}.get(key, key or "score")
 
 
 def _cell(v, digits: int = 4) -> str:
@@ -380,7 +387,8 @@ def write_csv(study: Study, rows: list[dict], name: str = "results.csv") -> Path
 
 def _table(rows: list[dict], keys: list[str]) -> list[str]:
     """Markdown table of ``rows`` (best test Dice first) with ``keys`` as the leading columns."""
-    head = [*keys, "params", "best ep", "val IoU", "test IoU mean [95% CI]", "IoU median",
+    metric = _metric_label(rows[0].get("val_metric") if rows else None)
+    head = [*keys, "params", "best ep", f"val {metric}", "test IoU mean [95% CI]", "IoU median",
             "test Dice mean [95% CI]", "Dice median", "HD95 median", "d Dice [95% CI]", "train min", "s/epoch",
             "RSS GB", "eval s/img"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -394,7 +402,7 @@ def _table(rows: list[dict], keys: list[str]) -> list[str]:
         params = f"{r['params'] / 1e6:.2f}M" if r.get("params") else ""
         train_min = f"{r['train_s'] / 60:.1f}" if r.get("train_s") else ""
         lines.append("| " + " | ".join([
-            *[r[k] for k in keys], params, _cell(r.get("best_epoch")), _cell(r.get("val_iou"), 3), ci("iou"),
+            *[r[k] for k in keys], params, _cell(r.get("best_epoch")), _cell(r.get("val_score"), 3), ci("iou"),
             _cell(r.get("iou_median"), 3), ci("dice"), _cell(r.get("dice_median"), 3), _cell(r.get("hd95_median"), 1),
             d, train_min, _cell(r.get("epoch_s"), 1), _cell(r.get("peak_rss_gb"), 2),
             _cell(r.get("infer_s_per_image"), 2)]) + " |")
@@ -416,12 +424,13 @@ def write_markdown(study: Study, rows: list[dict], pooled_rows: list[dict] | Non
         f"- Bundle `{study.bundle}`, fixed overrides `{json.dumps(study.fixed)}`; grid "
         + ", ".join(f"`{k}` in {[_fmt(v) for v in vs]}" for k, vs in study.grid.items()) + ".",
         f"- Split sizes {json.dumps(splits)} (fixed, seeded split{', per fold' if study.pool else ''}); scores on the "
-        f"`{study.split}` split with each run's `best.pt` (best validation IoU).",
+        f"`{study.split}` split with each run's `best.pt` (best validation "
+        f"{_metric_label(evaluated[0].get('val_metric') if evaluated else None)}).",
         f"- Metrics (`pipeline.metrics`): sigmoid > 0.5 (or softmax foreground > 0.5), then IoU and Dice of binary masks "
         f"per {unit}" + (" (slices stacked into one volume per patient)" if unit == "patient" else "")
         + "; empty vs empty = 1. CI: 95% percentile bootstrap of the mean over test "
         f"{unit}s ({N_BOOTSTRAP} resamples). HD95 in pixels, cases with an empty mask left out.",
-        "- d Dice: mean paired difference in test Dice to the reference run (★, best validation IoU) with its 95% "
+        "- d Dice: mean paired difference in test Dice to the reference run (★, best validation score) with its 95% "
         "paired bootstrap CI; an interval containing 0 means the data cannot tell the two apart.",
         f"- Regenerate: `python -m pipeline.study {study.path or '<study file>'}` (finished runs are skipped; "
         "`--report` rewrites this report only).", "",
@@ -430,7 +439,7 @@ def write_markdown(study: Study, rows: list[dict], pooled_rows: list[dict] | Non
         keys = [k for k in study.grid if k != study.pool]
         lines += [f"## Pooled over `{study.pool}`", "",
                   f"Each row: the runs that differ only in `{study.pool}`, their test {unit}s scored together "
-                  f"(`results_pooled.csv`); val IoU is the mean over those runs, train min their sum.", "",
+                  f"(`results_pooled.csv`); the validation score is the mean over those runs, train min their sum.", "",
                   *_table(pooled_rows, keys), "", "## Every run", ""]
     lines += _table(rows, list(study.grid))
     missing = [r["run"] for r in rows if r["status"] != "done"]
@@ -447,16 +456,20 @@ def write_plots(study: Study, rows: list[dict]) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
+    paths, keys = [], set()
     runs = expand(study)
     fig, ax = plt.subplots(figsize=(10, 6))
     cmap = plt.get_cmap("tab20" if len(runs) > 10 else "tab10")
     for i, run in enumerate(runs):
-        hist = [h for h in _read_json(run.folder / "metrics.json").get("history", []) if "val_iou" in h]
+        train = _read_json(run.folder / "metrics.json")
+        key = (train.get("best") or {}).get("key_metric", "val_iou")
+        keys.add(key)
+        hist = [h for h in train.get("history", []) if key in h]
         if hist:
-            ax.plot([h["epoch"] for h in hist], [h["val_iou"] for h in hist], label=run.name,
+            ax.plot([h["epoch"] for h in hist], [h[key] for h in hist], label=run.name,
                     color=cmap(i % cmap.N), linestyle=("-", "--", ":")[(i // cmap.N) % 3], linewidth=1.2)
-    ax.set(xlabel="epoch", ylabel="validation IoU (mean per image)", title=f"{study.name}: validation IoU")
+    label = " / ".join(_metric_label(k) for k in sorted(keys)) or "IoU"
+    ax.set(xlabel="epoch", ylabel=f"validation {label}", title=f"{study.name}: validation {label}")
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -497,7 +510,7 @@ def write_hparams(study: Study, rows: list[dict]) -> Path:
                 continue
             hp = {k: r[k] for k in study.grid}
             metrics = {f"hparam/{k}": float(r[k]) for k in
-                       ("val_iou", "iou_mean", "iou_median", "dice_mean", "dice_median", "epoch_s", "peak_rss_gb")
+                       ("val_score", "iou_mean", "iou_median", "dice_mean", "dice_median", "epoch_s", "peak_rss_gb")
                        if r.get(k) is not None}
             writer.add_hparams(hp, metrics, run_name=r["run"])
     return root

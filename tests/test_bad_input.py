@@ -120,6 +120,9 @@ def test_layout_that_does_not_match_the_bundle(tmp_path):
     (["--loss", "iou"], "--loss 'iou' is unknown; choose one of: bce, .*dicece"),
     (["--roi_size", "[2048,2048]"], "--roi_size \\[2048, 2048\\] is much larger than the working resolution"),
     (["--lr", "0"], "--lr must be a positive number"),
+    (["--key_metric", "val_loss"], "--key_metric must be one of val_iou, val_dice, val_volume_dice, got 'val_loss'"),
+    (["--key_metric", "val_volume_dice"], "--key_metric val_volume_dice needs --group_metrics true"),
+    (["--min_lesion_size", "-5"], "--min_lesion_size must be a whole number of pixels >= 0 \\(0: off\\), got -5"),
 ])
 def test_bad_overrides_fail_before_anything_is_written(override, message, tmp_path):
     import re

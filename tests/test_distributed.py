@@ -45,7 +45,7 @@ def test_two_processes_write_one_run_whose_metric_matches_a_single_process_evalu
     log = torchrun("run", "training", "--config_file", f"['bundles/ph2.json','{OVERLAY}']", *common,
                    "--dataset_dir", default, "--default_dataset_dir", default, "--synthetic_dir", synth,
                    "--synthetic_cases", 8, "--epochs", 4, "--lr", 0.02, "--val_interval", 1, "--batch_size", 2,
-                   "--output_dir", run)
+                   "--group_metrics", "true", "--output_dir", run)
 
     # one run, written once: rank 0 logs, records and checkpoints; the synthetic sample was written once
     assert log.count("epoch 4/4") == 1 and log.count("training finished") == 1 and log.count("SYNTHETIC DATA") == 1
@@ -79,6 +79,9 @@ def test_two_processes_write_one_run_whose_metric_matches_a_single_process_evalu
     assert summary["n_cases"] == 3
     assert summary["summary"]["iou"]["mean"] == pytest.approx(best["val_iou"], abs=1e-6)
     assert summary["summary"]["dice"]["mean"] == pytest.approx(best["val_dice"], abs=1e-6)
+    # the per-patient volume Dice sums its voxel counts over the ranks; a PH2 "patient" is one image, so the
+    # 2-process figure is the single-process mean per-image Dice
+    assert summary["summary"]["dice"]["mean"] == pytest.approx(best["val_volume_dice"], abs=1e-6)
     # and the test can tell: rank 0's own share (cases 1 and 3) has another mean than the whole set
     rows = sorted(csv.DictReader(open(ev / "per_case.csv")), key=lambda r: r["case_id"])
     rank0 = [float(r["iou"]) for r in rows[::2]]

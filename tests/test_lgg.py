@@ -218,6 +218,55 @@ def test_group_and_slice_summaries():
     assert s["empty_slices"] == {"n": 3, "predicted_empty": 2, "rate": pytest.approx(2 / 3)}
 
 
+def _validate(handler, cases):
+    """Run ``handler`` on an engine whose iterations yield ``cases`` (decollated, two per batch)."""
+    from ignite.engine import Engine
+
+    engine = Engine(lambda e, batch: [{"pred": c["pred"][None], "label": c["label"][None]} for c in batch])
+    handler.attach(engine)
+    engine.run([cases[i:i + 2] for i in range(0, len(cases), 2)], max_epochs=1)
+    return engine.state.metrics
+
+
+def test_validation_volume_dice_is_the_evaluation_metric():
+    from pipeline.handlers import VolumeDice
+
+    rng = np.random.default_rng(0)
+    truth = {"A": rng.random((3, 10, 10)) > 0.7, "B": np.zeros((2, 10, 10), bool), "C": np.zeros((2, 10, 10), bool)}
+    pred = {"A": rng.random((3, 10, 10)) > 0.6, "B": np.zeros((2, 10, 10), bool), "C": np.zeros((2, 10, 10), bool)}
+    pred["C"][1, 0, 0] = True  # one false-positive pixel on a tumour-free patient: its volume Dice is 0
+    cases = [{"case_id": f"{g}_{k + 1}", "group": g, "slice": k + 1, "pred": torch.as_tensor(pred[g][k]),
+              "label": torch.as_tensor(truth[g][k])} for g in truth for k in range(len(truth[g]))]
+    expected = [M.volume_record(list(pred[g]), list(truth[g]))["dice_volume"] for g in sorted(truth)]
+    assert expected[1:] == [1.0, 0.0]
+    got = _validate(VolumeDice(groups=[c["group"] for c in cases]), cases)["val_volume_dice"]
+    assert got == pytest.approx(np.mean(expected))
+    # the mean of per-slice Dice is another number: the metric is not a slice mean in disguise
+    slice_mean = np.mean([M.case_record(c["pred"], c["label"])["dice"] for c in cases])
+    assert abs(slice_mean - got) > 0.05
+    assert M.dice_from_counts(0, 0, 0) == 1.0 and M.dice_from_counts(3, 4, 6) == pytest.approx(0.6)
+    # a validation case of a group the run was not told about is an error, not a silently smaller mean
+    with pytest.raises(KeyError, match="C_1: group 'C' is not among the 2 validation groups"):
+        _validate(VolumeDice(groups=["A", "B"]), cases)
+
+
+@pytest.mark.parametrize("min_size, kept", [(0, 3 + 13), (4, 13), (20, 0)])
+def test_min_lesion_size_removes_small_predicted_blobs(min_size, kept, monkeypatch):
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    monkeypatch.chdir(ROOT)
+    parser = ConfigParser()
+    parser.read_config(BUNDLE)
+    parser["min_lesion_size"] = min_size
+    post = Compose(parser.get_parsed_content("lesion_postprocessing"))
+    pred = torch.zeros(1, 16, 16)
+    pred[0, 0, :3] = 1  # a 3-pixel blob
+    pred[0, 8:11, 8:12] = 1  # a 12-pixel lesion
+    pred[0, 11, 12] = 1  # touches the lesion diagonally only: one 13-pixel object (8-connectivity)
+    assert int(post({"pred": pred})["pred"].sum()) == kept
+
+
 # --- the bundle end to end ---------------------------------------------------------------------------------------
 
 
@@ -243,6 +292,8 @@ def test_lgg_bundle_trains_evaluates_and_infers(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["completed"] and 0.0 <= metrics["history"][0]["val_iou"] <= 1.0
+    # best.pt is picked on the patient-volume Dice of the validation patients, the figure evaluation reports
+    assert metrics["best"]["key_metric"] == "val_volume_dice" and 0.0 <= metrics["best"]["val_volume_dice"] <= 1.0
     split = json.loads((run_dir / "splits.json").read_text())
     assert all(split[s] for s in splits.SPLITS)
     patients = {s: {cid.rsplit("_", 1)[0] for cid in split[s]} for s in splits.SPLITS}
@@ -277,6 +328,11 @@ def test_lgg_bundle_trains_evaluates_and_infers(tmp_path, monkeypatch):
         assert int(data.sum()) == int(r["area_pred"])
         assert [int(data[..., k].sum()) for k in range(n_slices[g])] == [
             int(p["area_pred"]) for p in sorted(mine, key=lambda p: int(p["case_id"].rsplit("_", 1)[1]))]
+
+    out = tmp_path / "eval-val"
+    run("evaluate", dataset_dir=str(synth), split="val", ckpt=ckpt, output_dir=str(out), **common)
+    val = json.loads((out / "metrics.json").read_text())["groups"]["dice_volume"]
+    assert val["n"] == 1 and val["mean"] == pytest.approx(metrics["best"]["val_volume_dice"], abs=1e-6)
 
     out = tmp_path / "infer"
     run("inference", input_dir=str(synth), ckpt=ckpt, output_dir=str(out), **common)

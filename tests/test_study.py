@@ -69,9 +69,13 @@ def fake_run(run, split="test", val_iou=0.8, scores=(0.7, 0.8, 0.9), completed=T
     (folder / "models").mkdir(parents=True, exist_ok=True)
     json.dump({"hyperparameters": hyperparameters or run.overrides, "split_sizes": {"train": 5, "val": 2, "test": 3}},
               open(folder / "config.json", "w"))
-    history = [{"epoch": 1, "epoch_s": 2.0}, {"epoch": 2, "epoch_s": 3.0, "val_iou": val_iou - 0.1},
-               {"epoch": 3, "epoch_s": 2.5, "val_iou": val_iou}]
-    json.dump({"history": history, "best": {"epoch": 3, "val_iou": val_iou}, "completed": completed,
+    # grouped runs (LGG) pick best.pt on the validation volume Dice; the others left no key_metric, as runs recorded
+    # before key metrics were named did, and were picked on IoU
+    key = "val_volume_dice" if grouped else "val_iou"
+    history = [{"epoch": 1, "epoch_s": 2.0}, {"epoch": 2, "epoch_s": 3.0, "val_iou": 0.5, key: val_iou - 0.1},
+               {"epoch": 3, "epoch_s": 2.5, "val_iou": 0.5, key: val_iou}]
+    best = {"epoch": 3, "val_iou": 0.5, key: val_iou, **({"key_metric": key} if grouped else {})}
+    json.dump({"history": history, "best": best, "completed": completed,
                "train_seconds": 120.0, "peak_rss_gb": 1.5}, open(folder / "metrics.json", "w"))
     torch.save({"w": torch.zeros(10, 3), "bn.running_mean": torch.zeros(100)}, folder / "models" / "best.pt")
     if not completed:
@@ -232,5 +236,6 @@ def test_cross_validation_folds_are_pooled(tmp_path):
     pooled = list(csv.DictReader(open(study.root / "results_pooled.csv")))
     assert [p["run"] for p in pooled] == ["network=unet"]  # segnet's fold 1 is missing: not pooled
     assert int(pooled[0]["n_test"]) == 4 and float(pooled[0]["dice_mean"]) == pytest.approx(0.75)
-    assert float(pooled[0]["val_iou"]) == pytest.approx(0.85)
-    assert "## Pooled over `fold`" in (study.root / "results.md").read_text()
+    assert pooled[0]["val_metric"] == "val_volume_dice" and float(pooled[0]["val_score"]) == pytest.approx(0.85)
+    md = (study.root / "results.md").read_text()
+    assert "## Pooled over `fold`" in md and "| val volume Dice |" in md and "(best validation volume Dice)" in md
