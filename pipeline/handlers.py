@@ -310,8 +310,23 @@ class TensorBoardOverlays:
             # much as the network's forward passes
             img = overlay(_source_image(path, *_slice_of(b, case_id)), pred=_mask(o["pred"]),
                           truth=_mask(o["label"]) if "label" in o else None, width=self.width)
-            self.writer.add_image(f"{self.tag}/{case_id}", img, engine.state.epoch, dataformats="HWC")
+            self.writer._get_file_writer().add_summary(_png_summary(f"{self.tag}/{case_id}", img), engine.state.epoch)
             self._done += 1
+
+
+def _png_summary(tag: str, img: np.ndarray):
+    """The TensorBoard image summary ``SummaryWriter.add_image`` writes, PNG-encoded at zlib level 1: at its default
+    level 6, encoding four dermoscopy overlays took a fifth of a PH2 validation pass; level 1 is 4x faster for a
+    10% larger file."""
+    import io
+
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", compress_level=1)
+    h, w = img.shape[:2]
+    return Summary(value=[Summary.Value(tag=tag, image=Summary.Image(height=h, width=w, colorspace=img.shape[2],
+                                                                      encoded_image_string=buf.getvalue()))])
 
 
 class VolumeDice:

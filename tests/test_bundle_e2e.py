@@ -69,6 +69,7 @@ def test_one_tensorboard_stream_with_expected_tags(trained):
     img = acc.Images(images[0])[-1]
     assert img.width > img.height
     assert img.width == 384  # the synthetic 768-px images, shrunk to the overlay width before outlining
+    assert [e.step for e in acc.Images(images[0])] == [1, 2]  # one per validation, at the trainer's epoch
 
 
 def test_evaluate_scores_each_test_case(trained):

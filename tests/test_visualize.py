@@ -44,3 +44,16 @@ def test_mask_of_another_size_is_refused():
     img, pred, _ = _case()
     with pytest.raises(ValueError, match=r"mask shape \(100, 400\) differs from image shape \(200, 400\)"):
         overlay(img, pred=pred[:100], width=100)
+
+
+def test_overlay_summary_is_the_lossless_png_tensorboard_shows():
+    import io
+
+    from PIL import Image
+
+    from pipeline.handlers import _png_summary
+
+    img = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    value = _png_summary("val/overlay/x", img).value[0]
+    assert value.tag == "val/overlay/x" and (value.image.height, value.image.width, value.image.colorspace) == (30, 40, 3)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string))), img)
