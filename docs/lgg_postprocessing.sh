@@ -19,6 +19,7 @@ for run in "$study"/network=*; do
         for size in $sizes; do
             out=$run/post/$split-$ckpt-min$size
             [ -f "$out/metrics.json" ] && continue
+            mkdir -p "$run/post"
             python -m monai.bundle run evaluate --config_file bundles/lgg.json \
                 --dataset_dir ../shared/data/lgg/kaggle_3m --folds 4 --fold "$fold" --network "$net" --epochs 30 \
                 --ckpt "$run/models/$ckpt.pt" --split "$split" --min_lesion_size "$size" --output_dir "$out" \
