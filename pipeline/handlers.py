@@ -358,7 +358,8 @@ class VolumeDice:
                 raise KeyError(f"{case_id}: VolumeDice needs the label of every validation case")
             group = _group_slice(b, case_id)[0]
             if self.groups is not None and group not in self.groups:
-                raise KeyError(f"{case_id}: group {group!r} is not among the {len(self.groups)} validation groups given")
+                raise KeyError(f"{case_id}: group {group!r} is not among the {len(self.groups)} validation groups "
+                               "given")
             p, t = _mask(o["pred"]), _mask(o["label"])
             self.counts.setdefault(group, np.zeros(3))[:] += (np.count_nonzero(p & t), np.count_nonzero(p),
                                                               np.count_nonzero(t))

@@ -30,7 +30,8 @@ The report, in the study folder:
   HD95, the paired bootstrap difference to the reference run (the run with the best *validation* score, so the
   comparison is not chosen on the test set), training wall time, median epoch time, peak memory, and evaluation
   time per full-resolution image.
-- ``val_curves.png`` (each run's key validation metric per epoch, all runs) and ``test_scores.png`` (test score per run with CI bars).
+- ``val_curves.png`` (each run's key validation metric per epoch, all runs) and ``test_scores.png`` (test score
+  per run with CI bars).
 - TensorBoard HParams entries under ``<study>/hparams`` (``tensorboard --logdir <study>``).
 """
 

@@ -55,5 +55,6 @@ def test_overlay_summary_is_the_lossless_png_tensorboard_shows():
 
     img = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     value = _png_summary("val/overlay/x", img).value[0]
-    assert value.tag == "val/overlay/x" and (value.image.height, value.image.width, value.image.colorspace) == (30, 40, 3)
+    assert value.tag == "val/overlay/x"
+    assert (value.image.height, value.image.width, value.image.colorspace) == (30, 40, 3)
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string))), img)
