@@ -11,6 +11,7 @@ from PIL import Image
 
 from pipeline.data import DatasetError, check_cases, ph2
 from pipeline.data.synthetic import write_ph2
+from pipeline.runs import check_hyperparameters
 from pipeline.transforms import CheckPaird
 
 from conftest import ROOT, run_bundle
@@ -114,17 +115,37 @@ def test_layout_that_does_not_match_the_bundle(tmp_path):
     assert proc.returncode != 0 and "is not a PH2 dataset folder" in proc.stdout + proc.stderr
 
 
+@pytest.fixture(scope="module")
+def ph2_hyperparameters():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(ROOT / "bundles" / "ph2.json")
+    return dict(parser.get_parsed_content("hyperparameters"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"epochs": -3}, "--epochs must be a positive integer, got -3"),
+    ({"network": "vnet"}, "--network 'vnet' is unknown; choose one of: classic_unet, pspnet"),
+    ({"loss": "iou"}, "--loss 'iou' is unknown; choose one of: bce, .*dicece"),
+    ({"roi_size": [2048, 2048]}, "--roi_size \\[2048, 2048\\] is much larger than the working resolution"),
+    ({"lr": 0}, "--lr must be a positive number"),
+    ({"key_metric": "val_loss"}, "--key_metric must be one of val_iou, val_dice, val_volume_dice, got 'val_loss'"),
+    ({"key_metric": "val_volume_dice"}, "--key_metric val_volume_dice needs --group_metrics true"),
+    ({"min_lesion_size": -5}, "--min_lesion_size must be a whole number of pixels >= 0 \\(0: off\\), got -5"),
+])
+def test_bad_overrides_are_named(override, message, ph2_hyperparameters):
+    check_hyperparameters(dict(ph2_hyperparameters))  # the bundle's own values pass
+    with pytest.raises(ValueError, match=message):
+        check_hyperparameters({**ph2_hyperparameters, **override})
+
+
 @pytest.mark.parametrize("override, message", [
     (["--epochs", "-3"], "--epochs must be a positive integer, got -3"),
-    (["--network", "vnet"], "--network 'vnet' is unknown; choose one of: classic_unet, pspnet"),
-    (["--loss", "iou"], "--loss 'iou' is unknown; choose one of: bce, .*dicece"),
     (["--roi_size", "[2048,2048]"], "--roi_size \\[2048, 2048\\] is much larger than the working resolution"),
-    (["--lr", "0"], "--lr must be a positive number"),
-    (["--key_metric", "val_loss"], "--key_metric must be one of val_iou, val_dice, val_volume_dice, got 'val_loss'"),
-    (["--key_metric", "val_volume_dice"], "--key_metric val_volume_dice needs --group_metrics true"),
-    (["--min_lesion_size", "-5"], "--min_lesion_size must be a whole number of pixels >= 0 \\(0: off\\), got -5"),
 ])
 def test_bad_overrides_fail_before_anything_is_written(override, message, tmp_path):
+    """From the command line: a non-zero exit naming the option, and no run folder."""
     import re
 
     proc = run_bundle("run", "training", "--config_file", "bundles/ph2.json", *override,

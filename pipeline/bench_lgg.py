@@ -1,0 +1,194 @@
+"""The LGG bundle's recipe against a plain PyTorch loop under the same cross-validation (a benchmark, not a test).
+
+    python -m pipeline.bench_lgg [--dataset_dir ../shared/data/lgg/kaggle_3m] [--folds 4] [--epochs 30]
+                                 [--network unet] [--out runs/bench_lgg] [--study runs/studies/lgg]
+
+The issue's reference figure (a plain UNet loop at about 0.64 volume Dice) was trained on all 16 patients and tested
+on other ones, which this data set does not hold. So the plain loop is run here under the study's protocol
+(``configs/studies/lgg.yaml``): the same folds (``pipeline.data.splits``, seed 0, 4 folds, 15% validation), the same
+network and width, the same epochs and batch size, the same checkpoint choice (validation volume Dice every 2
+epochs) and the same scoring (``pipeline.metrics``: Dice per patient volume, every patient tested once). What differs
+is only what a plain loop does differently from the bundle's recipe:
+
+================  ==============================================  ==============================================
+                  plain loop (this module)                        bundle recipe (``bundles/lgg.json``)
+================  ==============================================  ==============================================
+sampling          every training slice once per epoch, shuffled   tumour slices drawn half the time (weighted)
+loss              BCE + Dice per slice (``DiceCELoss``)            BCE + Dice over the batch (``batch=True``)
+optimiser         Adam, fixed lr 1e-3                             AdamW 2e-3, weight decay 1e-4, cosine schedule
+augmentation      horizontal flip                                 flip, affine, FLAIR-only, intensity, contrast
+================  ==============================================  ==============================================
+
+Each fold's result is written to ``OUT/fold<k>.json`` as soon as it is done and reused by a rerun, so a stopped run
+resumes at the next fold. With ``--study`` the pooled per-patient scores are compared, paired by patient, with the
+study's runs evaluated on the test split (``python -m pipeline.study configs/studies/lgg.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.metrics import case_record, slice_summaries, summarize, volume_record
+
+SPLIT = {"val_fraction": 0.15, "seed": 0}  # bundles/lgg.json: val_fraction, split_seed
+
+
+def _load(cases: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slices as (N, 3, H, W) float in [0, 1] and masks as (N, 1, H, W) {0, 1}, read once (a plain loop's cache)."""
+    from PIL import Image
+
+    images, masks = [], []
+    for c in cases:
+        with Image.open(c["image"]) as im:
+            images.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+        with Image.open(c["label"]) as im:
+            masks.append(np.asarray(im.convert("L")) > 127)
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+    return x, torch.from_numpy(np.stack(masks))[:, None].float()
+
+
+@torch.inference_mode()
+def _predict(net: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    net.eval()
+    return torch.cat([net(x[i:i + batch_size]) > 0 for i in range(0, len(x), batch_size)])
+
+
+def _volume_dice(cases: list[dict], pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """Dice per patient volume (``pipeline.metrics.volume_record``); cases are in patient, slice order."""
+    out = {}
+    for g in dict.fromkeys(c["group"] for c in cases):
+        idx = [i for i, c in enumerate(cases) if c["group"] == g]
+        out[g] = volume_record(list(pred[idx, 0]), list(truth[idx, 0]))["dice_volume"]
+    return out
+
+
+def train_fold(dataset_dir: str, fold: int, folds: int, network: str = "unet", epochs: int = 30,
+               batch_size: int = 8, lr: float = 1e-3, val_interval: int = 2, width: int = 16, seed: int = 0) -> dict:
+    """Train the plain loop on one fold's training patients, keep the epoch with the best validation volume Dice,
+    and score the fold's test patients with it and with the last epoch."""
+    from monai.losses import DiceCELoss
+
+    from pipeline.data import find_cases, splits
+    from pipeline.networks import build_network
+
+    torch.manual_seed(seed)
+    split = splits.assign(find_cases("lgg", dataset_dir), folds=folds, fold=fold, **SPLIT)
+    (x, y), (vx, vy) = _load(split["train"]), _load(split["val"])
+    net = build_network(network, in_channels=3, out_channels=1, width=width)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    loss_fn, g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(seed)
+    best, best_state, curve, t0 = -1.0, None, [], time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = torch.randperm(len(x), generator=g)
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            xb, yb = x[idx], y[idx]
+            flip = torch.rand(len(idx), generator=g) < 0.5
+            xb[flip], yb[flip] = xb[flip].flip(-1), yb[flip].flip(-1)
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(xb), yb).backward()
+            opt.step()
+        if epoch % val_interval == 0 or epoch == epochs:
+            score = float(np.mean(list(_volume_dice(split["val"], _predict(net, vx, batch_size), vy).values())))
+            curve.append({"epoch": epoch, "elapsed_s": round(time.perf_counter() - t0, 1), "val_volume_dice": score})
+            if score > best:
+                best, best_epoch = score, epoch
+                best_state = {k: v.clone() for k, v in net.state_dict().items()}
+    train_s = time.perf_counter() - t0
+    tx, ty = _load(split["test"])
+    out = {"fold": fold, "folds": folds, "network": network, "epochs": epochs, "train_s": round(train_s, 1),
+           "best_epoch": best_epoch, "val_volume_dice": best, "curve": curve,
+           "test_patients": sorted({c["group"] for c in split["test"]})}
+    for name, state in (("last", None), ("best", best_state)):
+        if state is not None:
+            net.load_state_dict(state)
+        pred = _predict(net, tx, batch_size)
+        records = [case_record(p, t, hd95=False) for p, t in zip(pred, ty)]
+        out[name] = {"volume_dice": _volume_dice(split["test"], pred, ty), **slice_summaries(records)}
+    return out
+
+
+def compare(results: list[dict], study_dir: Path | None, which: str = "best") -> dict:
+    """Pooled per-patient volume Dice of the plain loop, and, for each network of a study's evaluated runs, the
+    recipe's mean minus the plain loop's on the same patients with a paired bootstrap 95% CI."""
+    from pipeline.study import _scores, bootstrap_ci
+
+    plain = {p: d for r in results for p, d in r[which]["volume_dice"].items()}
+    empty = [r[which]["empty_slices"] for r in results]
+    out = {"plain": {"n_patients": len(plain), **summarize(list(plain.values())),
+                     "ci": bootstrap_ci(list(plain.values())),
+                     "empty_slices_predicted_empty": sum(e["predicted_empty"] for e in empty)
+                     / max(1, sum(e["n"] for e in empty))},
+           "recipe": {}}
+    if study_dir is None:
+        return out
+    runs: dict[str, dict[str, float]] = {}
+    for eval_dir in sorted(Path(study_dir).glob("*/eval-test")):
+        if not (eval_dir / "per_group.csv").is_file():
+            continue
+        network = dict(kv.split("=", 1) for kv in eval_dir.parent.name.split(","))["network"]
+        runs.setdefault(network, {}).update(_scores(eval_dir)[1]["dice"])
+    for network, scores in runs.items():
+        common = sorted(set(scores) & set(plain))
+        if not common:
+            continue
+        diff = [scores[p] - plain[p] for p in common]
+        out["recipe"][network] = {"n_patients": len(common), **summarize([scores[p] for p in common]),
+                                  "minus_plain": float(np.mean(diff)), "minus_plain_ci": bootstrap_ci(diff),
+                                  "patients_better": int(sum(d > 0 for d in diff))}
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset_dir", default="../shared/data/lgg/kaggle_3m")
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=30, help="the study's epochs (configs/studies/lgg.yaml)")
+    ap.add_argument("--network", default="unet")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench_lgg"))
+    ap.add_argument("--study", type=Path, default=Path("runs/studies/lgg"),
+                    help="a study folder with evaluated runs to compare with (skipped if absent)")
+    args = ap.parse_args(argv)
+    if not Path(args.dataset_dir).is_dir():
+        raise SystemExit(f"LGG kaggle_3m not found at {args.dataset_dir}: pass --dataset_dir")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for fold in range(args.folds):
+        path = args.out / f"fold{fold}.json"
+        params = {"network": args.network, "epochs": args.epochs, "folds": args.folds}
+        if path.is_file() and all(json.loads(path.read_text()).get(k) == v for k, v in params.items()):
+            res = json.loads(path.read_text())
+        else:
+            res = train_fold(args.dataset_dir, fold, args.folds, args.network, args.epochs, lr=args.lr)
+            res["lr"] = args.lr
+            path.write_text(json.dumps(res, indent=1))
+        results.append(res)
+        print(f"fold {fold}: {res['train_s']:.0f}s, best epoch {res['best_epoch']} (val volume Dice "
+              f"{res['val_volume_dice']:.3f}), test volume Dice best "
+              f"{np.mean(list(res['best']['volume_dice'].values())):.3f} / last "
+              f"{np.mean(list(res['last']['volume_dice'].values())):.3f}", flush=True)
+    summary = {which: compare(results, args.study if args.study.is_dir() else None, which)
+               for which in ("best", "last")}
+    for which, s in summary.items():
+        p = s["plain"]
+        print(f"plain loop ({which} epoch), {p['n_patients']} patients: volume Dice mean {p['mean']:.3f} "
+              f"[{p['ci'][0]:.3f}, {p['ci'][1]:.3f}], median {p['median']:.3f}; empty slices predicted empty "
+              f"{p['empty_slices_predicted_empty']:.0%}")
+        for network, r in s["recipe"].items():
+            print(f"  recipe {network} ({r['n_patients']} patients): mean {r['mean']:.3f}, median {r['median']:.3f}; "
+                  f"minus plain {r['minus_plain']:+.3f} [{r['minus_plain_ci'][0]:+.3f}, {r['minus_plain_ci'][1]:+.3f}]"
+                  f", better on {r['patients_better']} of {r['n_patients']} patients")
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {args.out / 'summary.json'}")
+
+
+if __name__ == "__main__":
+    main()

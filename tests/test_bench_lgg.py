@@ -1,0 +1,60 @@
+"""The LGG plain-loop baseline: same folds and scoring as the study, and the paired comparison it reports."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from pipeline import bench_lgg
+from pipeline.data import find_cases, splits
+from pipeline.data.lgg import write_lgg
+
+
+def test_plain_loop_fold_scores_the_study_folds_test_patients(tmp_path):
+    root = write_lgg(tmp_path / "kaggle_3m", n_cases=6)
+    res = bench_lgg.train_fold(str(root), fold=1, folds=2, epochs=2, width=8, val_interval=1)
+    expected = splits.assign(find_cases("lgg", root), folds=2, fold=1, val_fraction=0.15, seed=0)
+    test_groups = sorted({c["group"] for c in expected["test"]})
+    assert res["test_patients"] == test_groups
+    assert [c["epoch"] for c in res["curve"]] == [1, 2]
+    assert res["best_epoch"] in (1, 2)
+    assert res["val_volume_dice"] == max(c["val_volume_dice"] for c in res["curve"])
+    for which in ("best", "last"):
+        assert sorted(res[which]["volume_dice"]) == test_groups
+        assert all(0.0 <= v <= 1.0 for v in res[which]["volume_dice"].values())
+        n_slices = res[which]["tumour_slices"]["n"] + res[which]["empty_slices"]["n"]
+        assert n_slices == len(expected["test"])
+
+
+def _fold(volume_dice: dict, predicted_empty: int = 1, n_empty: int = 2) -> dict:
+    empty = {"n": n_empty, "predicted_empty": predicted_empty}
+    return {"best": {"volume_dice": volume_dice, "empty_slices": empty},
+            "last": {"volume_dice": volume_dice, "empty_slices": empty}}
+
+
+def _study_run(folder, rows):
+    (folder / "eval-test").mkdir(parents=True)
+    with open(folder / "eval-test" / "per_group.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["group", "dice_volume", "iou_volume"])
+        w.writeheader()
+        w.writerows({"group": g, "dice_volume": d, "iou_volume": d / (2 - d)} for g, d in rows.items())
+
+
+def test_compare_pairs_the_recipe_with_the_plain_loop_by_patient(tmp_path):
+    results = [_fold({"A": 0.2, "B": 0.6}), _fold({"C": 0.4, "D": 1.0}, predicted_empty=2)]
+    _study_run(tmp_path / "network=unet,fold=0", {"A": 0.5, "B": 0.5})
+    _study_run(tmp_path / "network=unet,fold=1", {"C": 0.7, "D": 1.0})
+    _study_run(tmp_path / "network=pspnet,fold=0", {"A": 0.1, "B": 0.4})  # fold 1 not evaluated: 2 patients
+    out = bench_lgg.compare(results, tmp_path)
+    plain = out["plain"]
+    assert plain["n_patients"] == 4 and plain["mean"] == pytest.approx(0.55) and plain["median"] == pytest.approx(0.5)
+    assert plain["empty_slices_predicted_empty"] == pytest.approx(3 / 4)
+    unet = out["recipe"]["unet"]
+    assert unet["n_patients"] == 4 and unet["mean"] == pytest.approx(0.675)
+    assert unet["minus_plain"] == pytest.approx(np.mean([0.3, -0.1, 0.3, 0.0]))
+    assert unet["patients_better"] == 2
+    lo, hi = unet["minus_plain_ci"]
+    assert -0.1 <= lo <= unet["minus_plain"] <= hi <= 0.3
+    pspnet = out["recipe"]["pspnet"]
+    assert pspnet["n_patients"] == 2 and pspnet["minus_plain"] == pytest.approx(-0.15)
+    assert bench_lgg.compare(results, None)["recipe"] == {}
