@@ -132,6 +132,7 @@ def ph2_hyperparameters():
     ({"lr": 0}, "--lr must be a positive number"),
     ({"key_metric": "val_loss"}, "--key_metric must be one of val_iou, val_dice, val_volume_dice, got 'val_loss'"),
     ({"key_metric": "val_volume_dice"}, "--key_metric val_volume_dice needs --group_metrics true"),
+    ({"cache": "ram"}, "--cache must be memory, disk or none, got 'ram'"),
     ({"min_lesion_size": -5}, "--min_lesion_size must be a whole number of pixels >= 0 \\(0: off\\), got -5"),
 ])
 def test_bad_overrides_are_named(override, message, ph2_hyperparameters):
