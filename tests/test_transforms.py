@@ -121,3 +121,46 @@ def test_train_compose_restores_tracking_on_error_and_keeps_meta_off_main_thread
     with pytest.raises(RuntimeError, match="applying transform"):
         chain(_case(0))
     assert get_track_meta()
+
+
+@pytest.mark.parametrize("shape, connectivity", [((17, 23), 1), ((17, 23), 2), ((3, 40), None), ((9, 11, 7), 1),
+                                                 ((9, 11, 7), 3)])
+@pytest.mark.parametrize("density", [0.3, 0.6, 0.85])
+def test_fill_binary_holes_matches_monai(shape, connectivity, density):
+    from monai.transforms import FillHoles
+
+    from pipeline.transforms import fill_binary_holes
+
+    rng = np.random.default_rng(int(density * 100) + len(shape))
+    for _ in range(5):
+        mask = rng.random(shape) < density
+        ref = FillHoles(connectivity=connectivity)(torch.from_numpy(mask[None]).float())[0].numpy() > 0
+        np.testing.assert_array_equal(fill_binary_holes(mask, connectivity), ref)
+
+
+def test_fill_binary_holesd_keeps_meta_and_is_faster_than_monai():
+    import time
+
+    from monai.data import MetaTensor
+    from monai.transforms import FillHolesd
+
+    from pipeline.transforms import FillBinaryHolesd
+
+    yy, xx = np.mgrid[:560, :768]
+    mask = ((yy - 280) ** 2 / 200**2 + (xx - 384) ** 2 / 250**2 < 1) & (np.random.default_rng(0).random((560, 768))
+                                                                       > 0.02)
+    pred = MetaTensor(torch.from_numpy(mask[None]).float(), meta={"filename_or_obj": "IMD002.bmp"})
+    ours, monai = FillBinaryHolesd("pred"), FillHolesd("pred")
+    out = ours({"pred": pred})["pred"]
+    assert isinstance(out, MetaTensor) and out.meta["filename_or_obj"] == "IMD002.bmp" and out.dtype == pred.dtype
+    assert torch.equal(out, monai({"pred": pred.clone()})["pred"])
+    assert out.sum() > pred.sum()  # the 2% pinholes inside the blob are filled
+    times = {"ours": [], "monai": []}
+    for _ in range(3):  # interleaved, so a noisy machine slows both alike
+        for name, t in (("ours", ours), ("monai", monai)):
+            t0 = time.perf_counter()
+            t({"pred": pred.clone()})
+            times[name].append(time.perf_counter() - t0)
+    assert min(times["monai"]) > 2 * min(times["ours"])  # about 8x on an idle 2-core machine
+    with pytest.raises(ValueError, match="pred: FillBinaryHolesd expects a one-channel mask, got 2 channels"):
+        ours({"pred": torch.zeros(2, 4, 4)})
