@@ -590,7 +590,8 @@ class Checkpoints:
 
     With ``resume`` the trainer continues from ``last.pt`` in ``save_dir`` to its planned ``max_epochs``: weights,
     optimizer, scheduler and epoch count are restored, and ``best.pt`` is only replaced by a better score than the
-    one recorded before the interruption.
+    one recorded before the interruption. A larger (or smaller) ``--epochs`` than the checkpoint's plan extends (or
+    shortens) the run, and a cosine learning-rate schedule is continued on the new length from the resumed epoch.
 
     Distributed training: every rank keeps the best score (the validation metric is the same on all ranks) and
     resumes from ``last.pt`` (the run folder must be readable from every node); only rank 0 writes.
@@ -628,8 +629,27 @@ class Checkpoints:
             raise ValueError(f"--resume: {path} already completed {trainer.state.epoch} epochs; the planned "
                              f"--epochs is {max_epochs}")
         trainer.state.max_epochs = max_epochs  # the plan of this run, not the one stored in the checkpoint
+        self._stretch_cosine(max_epochs)
         self.best = ckpt.get("best", self.best)
         logger.info("resuming from %s at epoch %d of %d", path, trainer.state.epoch, max_epochs)
+
+    def _stretch_cosine(self, max_epochs: int) -> None:
+        """A cosine schedule loaded from a checkpoint planned for another ``--epochs`` would keep the old length and
+        raise the learning rate again after it: continue it on the new length instead, from the same epoch (the
+        closed-form value there, from which PyTorch's recursive steps go on consistently)."""
+        sched = self.objects.get("lr_scheduler")
+        if not isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR) or sched.T_max == max_epochs:
+            return
+        t, old = sched.last_epoch, sched.T_max
+        lrs = [sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * t / max_epochs)) / 2
+               for base in sched.base_lrs]
+        logger.warning("--resume with --epochs %d where the checkpoint planned %d: the cosine learning-rate schedule "
+                       "now ends at epoch %d; learning rate at epoch %d: %.3g -> %.3g", max_epochs, old, max_epochs,
+                       t, sched.get_last_lr()[0], lrs[0])
+        sched.T_max = max_epochs
+        for group, lr in zip(sched.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        sched._last_lr = lrs
 
     def _save_last(self, trainer: Engine) -> None:
         if not is_main():

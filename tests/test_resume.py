@@ -84,3 +84,45 @@ def test_non_finite_loss_stops_naming_epoch_and_iteration(tmp_path):
     engine = SimpleNamespace(state=SimpleNamespace(output=[{"loss": float("nan")}], epoch=3, iteration=17))
     with pytest.raises(FloatingPointError, match="epoch 3, iteration 17"):
         rec._iteration(engine)
+
+
+def _cosine_setup(epochs):
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.AdamW(net.parameters(), lr=0.01)
+    return net, opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=1e-4)
+
+
+@pytest.mark.parametrize("new_epochs", [3, 4, 10])
+def test_resume_with_other_epochs_continues_the_cosine_schedule_on_the_new_length(tmp_path, new_epochs):
+    import math
+
+    from ignite.engine import Engine
+
+    from pipeline.handlers import Checkpoints
+
+    net, opt, sched = _cosine_setup(4)
+    trainer = Engine(lambda engine, batch: None)
+    trainer.state.max_epochs, trainer.state.epoch, trainer.state.iteration, trainer.state.epoch_length = 4, 2, 2, 1
+    for _ in range(2):
+        opt.step()
+        sched.step()
+    Checkpoints(tmp_path, {"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer})._save_last(
+        trainer)
+
+    net, opt, sched = _cosine_setup(new_epochs)  # what the bundle builds from --epochs new_epochs
+    trainer = Engine(lambda engine, batch: None)
+    trainer.state.max_epochs = new_epochs
+    Checkpoints(tmp_path, {"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer},
+                resume=True)._load(trainer)
+    assert trainer.state.epoch == 2 and trainer.state.max_epochs == new_epochs and sched.T_max == new_epochs
+
+    def closed_form(t):
+        return 1e-4 + (0.01 - 1e-4) * (1 + math.cos(math.pi * t / new_epochs)) / 2
+
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(2, new_epochs):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([closed_form(t) for t in range(2, new_epochs + 1)])
+    assert lrs[-1] == pytest.approx(1e-4)  # ends at the minimum, never rises again
