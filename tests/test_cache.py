@@ -9,7 +9,7 @@ from monai.transforms import Compose, ScaleIntensityd
 
 from pipeline.data.cache import cached_dataset
 
-from conftest import run_bundle
+from conftest import run_in_process
 
 
 def data():
@@ -37,15 +37,16 @@ def test_disk_cache_is_keyed_by_transform_parameters(tmp_path):
 
 def test_bundle_trains_with_a_disk_cache(tmp_path):
     cache = tmp_path / "cache"
-    args = ["run", "training", "--config_file", "bundles/ph2.json", "--epochs", 1, "--batch_size", 2, "--width", 8,
-            "--image_size", 64, "--roi_size", "[64,64]", "--dataset_dir", tmp_path / "PH2Dataset",
-            "--default_dataset_dir", tmp_path / "PH2Dataset", "--synthetic_dir", tmp_path / "syn" / "PH2Dataset",
-            "--synthetic_cases", 8, "--cache", "disk", "--cache_dir", cache]
-    run_bundle(*args, "--output_dir", tmp_path / "run1")
+    args = dict(epochs=1, batch_size=2, width=8, image_size=64, roi_size=[64, 64], dataset_dir=tmp_path / "PH2Dataset",
+                default_dataset_dir=tmp_path / "PH2Dataset", synthetic_dir=tmp_path / "syn" / "PH2Dataset",
+                synthetic_cases=8, cache="disk", cache_dir=cache)
+    run_in_process("training", output_dir=tmp_path / "run1", **args)
     files = sorted(cache.glob("*.pt"))
     sizes = json.loads((tmp_path / "run1" / "config.json").read_text())["split_sizes"]
     assert len(files) == sizes["train"] + sizes["val"]  # every case read (batch 2 divides 6), each stored once
-    run_bundle(*args, "--output_dir", tmp_path / "run2")
+    stamps = [f.stat().st_mtime_ns for f in files]
+    run_in_process("training", output_dir=tmp_path / "run2", **args)
     assert sorted(cache.glob("*.pt")) == files  # the second run reads them back
+    assert [f.stat().st_mtime_ns for f in files] == stamps  # without rewriting them
     val = [json.loads((tmp_path / r / "metrics.json").read_text())["history"][-1]["val_iou"] for r in ("run1", "run2")]
     assert val[0] == val[1]  # what was read back is what was computed (validation inverts the resize from it)
