@@ -34,3 +34,31 @@ def bundle_loader(bundle: str):
     parser = ConfigParser()
     parser.read_config(ROOT / "bundles" / f"{bundle}.json")
     return Compose(parser.get_parsed_content("load_pair"))
+
+
+def run_in_process(run_id: str, config_file: str = "bundles/ph2.json", **overrides):
+    """Run a bundle's ``run_id`` (training, evaluate, inference) in this process, as ``python -m monai.bundle run``
+    does but without a new interpreter (whose imports cost about 10 s); for tests whose subject is not the command
+    line itself. Each user-facing command keeps at least one test through :func:`run_bundle`."""
+    from monai.bundle import ConfigWorkflow
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the bundles pull configs/ by relative path, as from the repository root
+    try:
+        wf = ConfigWorkflow(config_file=config_file, workflow_type=None, run_id=run_id, logging_file=False,
+                            **{k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()})
+        wf.initialize()
+        wf.run()
+        wf.finalize()
+    finally:
+        os.chdir(cwd)
+    return wf
+
+
+def error_chain(exc: BaseException) -> str:
+    """The messages of an exception and of those it was raised from (MONAI wraps config expression errors)."""
+    messages = []
+    while exc is not None:
+        messages.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(messages)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from pipeline.data import ph2
 
-from conftest import ROOT, run_bundle
+from conftest import ROOT, error_chain, run_bundle, run_in_process
 
 BUNDLE = "bundles/ph2.json"
 
@@ -91,8 +91,8 @@ def test_evaluate_scores_each_test_case(trained):
     assert (out / "worst_cases.png").is_file()
 
     out_all = trained["tmp"] / "eval_all"
-    run_bundle("run", "evaluate", "--config_file", BUNDLE, "--dataset_dir", trained["data"], "--split", "all",
-               "--ckpt", trained["run"] / "models" / "best.pt", "--output_dir", out_all)
+    run_in_process("evaluate", dataset_dir=trained["data"], split="all", ckpt=trained["run"] / "models" / "best.pt",
+                   output_dir=out_all)
     assert len(list(csv.DictReader(open(out_all / "per_case.csv")))) == 8
 
 
@@ -107,8 +107,12 @@ def test_inference_writes_full_size_masks(trained, tmp_path):
     for input_dir, expected in ((flat, {"skin", "odd_size", "with_alpha"}),
                                 (trained["data"], {f"IMD{i:03d}" for i in range(1, 9)})):
         out = tmp_path / f"out_{len(expected)}"
-        run_bundle("run", "inference", "--config_file", BUNDLE, "--ckpt", trained["run"] / "models" / "best.pt",
-                   "--input_dir", input_dir, "--output_dir", out)
+        if input_dir == flat:  # from the command line
+            run_bundle("run", "inference", "--config_file", BUNDLE, "--ckpt", trained["run"] / "models" / "best.pt",
+                       "--input_dir", input_dir, "--output_dir", out)
+        else:
+            run_in_process("inference", ckpt=trained["run"] / "models" / "best.pt", input_dir=input_dir,
+                           output_dir=out)
         assert {p.stem for p in (out / "masks").glob("*.png")} == expected
         assert {p.stem for p in (out / "overlays").glob("*.png")} == expected
         rows = {r["case_id"]: r for r in csv.DictReader(open(out / "predictions.csv"))}
@@ -119,21 +123,22 @@ def test_inference_writes_full_size_masks(trained, tmp_path):
             assert set(np.unique(np.asarray(mask))) <= {0, 255}
 
 
-def test_missing_user_paths_are_errors(tmp_path):
+def test_missing_user_paths_are_errors(trained, tmp_path):
     proc = run_bundle("run", "training", "--config_file", BUNDLE, "--dataset_dir", tmp_path / "typo",
                       "--output_dir", tmp_path / "run", check=False)
     assert proc.returncode != 0 and "dataset_dir does not exist" in proc.stdout + proc.stderr
-    proc = run_bundle("run", "evaluate", "--config_file", BUNDLE, "--ckpt", tmp_path / "none.pt",
-                      "--dataset_dir", tmp_path, "--output_dir", tmp_path / "e", check=False)
-    assert proc.returncode != 0
+    with pytest.raises(Exception) as err:
+        run_in_process("evaluate", ckpt=tmp_path / "none.pt", dataset_dir=trained["data"], output_dir=tmp_path / "e")
+    assert "--ckpt: no such file" in error_chain(err.value)
 
 
-def test_monai_bundle_checks():
-    from monai.bundle import ConfigWorkflow
+def test_monai_bundle_checks(tmp_path, monkeypatch):
+    """What ``python -m monai.bundle verify_metadata`` / ``verify_net_in_out`` run (README), called in process."""
+    from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 
-    wf = ConfigWorkflow(config_file=str(ROOT / BUNDLE), workflow_type="train")
+    monkeypatch.chdir(ROOT)
+    wf = ConfigWorkflow(config_file=BUNDLE, workflow_type="train", output_dir=str(tmp_path / "run"))
     wf.initialize()
     assert wf.check_properties() == []
-    run_bundle("verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", "configs/metadata_schema.json")
-    run_bundle("verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json", "--config_file", BUNDLE,
-               "--n", 16)
+    verify_metadata(meta_file="configs/metadata.json", filepath="configs/metadata_schema.json")
+    verify_net_in_out("network_def", meta_file="configs/metadata.json", config_file=BUNDLE, n=16)

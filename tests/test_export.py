@@ -10,7 +10,7 @@ from PIL import Image
 from pipeline.data.synthetic import write_ph2
 from pipeline.networks import NETWORKS, build_network
 
-from conftest import ROOT, run_bundle
+from conftest import ROOT, run_bundle, run_in_process
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
@@ -28,16 +28,19 @@ def test_ckpt_export_every_network(network, tmp_path, monkeypatch):
 
 
 def test_inference_from_export_matches_checkpoint(tmp_path, monkeypatch):
+    """``ckpt_export`` and inference from the ``.ts`` file through the command line; training and the checkpoint's
+    own inference in process."""
     monkeypatch.chdir(ROOT)
     data = write_ph2(tmp_path / "PH2Dataset", n_cases=5, seed=6)
-    common = ["--config_file", "bundles/ph2.json", "--width", 4, "--image_size", 128, "--roi_size", "[128,128]"]
-    run_bundle("run", "training", *common, "--dataset_dir", data, "--epochs", 1, "--batch_size", 2,
-               "--output_dir", tmp_path / "run")
+    common = {"width": 4, "image_size": 128, "roi_size": [128, 128]}
+    run_in_process("training", dataset_dir=data, epochs=1, batch_size=2, output_dir=tmp_path / "run", **common)
     best = tmp_path / "run" / "models" / "best.pt"
     run_bundle("ckpt_export", "network_def", "--filepath", tmp_path / "model.ts", "--ckpt_file", best,
                "--meta_file", "configs/metadata.json", "--config_file", "bundles/ph2.json", "--width", 4)
-    for name, ckpt in (("pt", best), ("ts", tmp_path / "model.ts")):
-        run_bundle("run", "inference", *common, "--ckpt", ckpt, "--input_dir", data, "--output_dir", tmp_path / name)
+    run_bundle("run", "inference", "--config_file", "bundles/ph2.json", "--width", 4, "--image_size", 128,
+               "--roi_size", "[128,128]", "--ckpt", tmp_path / "model.ts", "--input_dir", data,
+               "--output_dir", tmp_path / "ts")
+    run_in_process("inference", ckpt=best, input_dir=data, output_dir=tmp_path / "pt", **common)
     masks = sorted((tmp_path / "pt" / "masks").glob("*.png"))
     assert len(masks) == 5
     for m in masks:

@@ -15,7 +15,7 @@ from pipeline.data.synthetic import write_ph2
 from pipeline.handlers import RunRecorder, load_network_weights
 from pipeline.networks import build_network
 
-from conftest import ROOT, run_bundle
+from conftest import ROOT, error_chain, run_in_process
 
 
 def test_sigkill_then_resume_reaches_the_planned_epoch(tmp_path):
@@ -41,7 +41,9 @@ def test_sigkill_then_resume_reaches_the_planned_epoch(tmp_path):
     killed_at = torch.load(run / "models" / "last.pt", weights_only=True)["trainer"]
     assert killed_at["iteration"] // killed_at["epoch_length"] < 6
 
-    run_bundle(*args[:-2], "--output_dir", run, "--resume", "true")
+    # the resume in process: the command line's part was starting and being killed
+    run_in_process("training", dataset_dir=data, epochs=6, val_interval=1, batch_size=2, image_size=128,
+                   roi_size=[128, 128], output_dir=run, resume="true")
     metrics = json.loads((run / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4, 5, 6] and metrics["completed"]
     last = torch.load(run / "models" / "last.pt", weights_only=True)
@@ -57,9 +59,9 @@ def test_sigkill_then_resume_reaches_the_planned_epoch(tmp_path):
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):
-    proc = run_bundle("run", "training", "--config_file", "bundles/ph2.json", "--resume", "true",
-                      "--output_dir", tmp_path / "nothing", check=False)
-    assert proc.returncode != 0 and "no checkpoint to resume from" in proc.stdout + proc.stderr
+    with pytest.raises(Exception) as err:
+        run_in_process("training", resume="true", output_dir=tmp_path / "nothing")
+    assert "no checkpoint to resume from" in error_chain(err.value)
 
 
 def test_checkpoint_for_another_network_names_the_mismatch(tmp_path):
