@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, run_bundle
+from conftest import ROOT, run_in_process
 
 OVERLAY = "configs/distributed.json"
 
@@ -40,9 +40,9 @@ def torchrun(*args, nproc: int = 2, timeout: int = 240) -> str:
 def test_two_processes_write_one_run_whose_metric_matches_a_single_process_evaluation(tmp_path):
     default, synth, run = tmp_path / "PH2Dataset", tmp_path / "synthetic" / "PH2Dataset", tmp_path / "run"
     # 8 cases: 4 train (2 per process, one batch of 2), 3 validation (2 + 1: an uneven split), 1 test
-    common = ["--width", 8, "--image_size", 64, "--roi_size", "[64,64]", "--val_fraction", 0.3,
-              "--test_fraction", 0.1]
-    log = torchrun("run", "training", "--config_file", f"['bundles/ph2.json','{OVERLAY}']", *common,
+    common = {"width": 8, "image_size": 64, "roi_size": [64, 64], "val_fraction": 0.3, "test_fraction": 0.1}
+    log = torchrun("run", "training", "--config_file", f"['bundles/ph2.json','{OVERLAY}']",
+                   *[a for k, v in common.items() for a in (f"--{k}", str(v).replace(" ", ""))],
                    "--dataset_dir", default, "--default_dataset_dir", default, "--synthetic_dir", synth,
                    "--synthetic_cases", 8, "--epochs", 4, "--lr", 0.02, "--val_interval", 1, "--batch_size", 2,
                    "--group_metrics", "true", "--output_dir", run)
@@ -73,8 +73,7 @@ def test_two_processes_write_one_run_whose_metric_matches_a_single_process_evalu
     # the validation metric of the 2-process run (each process scored part of the validation set) is the mean over
     # the whole validation set: a single-process evaluation of best.pt on the validation split gives the same
     ev = tmp_path / "eval-val"
-    run_bundle("run", "evaluate", "--config_file", "bundles/ph2.json", *common, "--dataset_dir", synth,
-               "--split", "val", "--ckpt", run / "models" / "best.pt", "--output_dir", ev)
+    run_in_process("evaluate", **common, dataset_dir=synth, split="val", ckpt=run / "models" / "best.pt", output_dir=ev)
     summary = json.loads((ev / "metrics.json").read_text())
     assert summary["n_cases"] == 3
     assert summary["summary"]["iou"]["mean"] == pytest.approx(best["val_iou"], abs=1e-6)

@@ -2,8 +2,7 @@
 
 import csv
 import json
-import subprocess
-import sys
+import logging
 
 import numpy as np
 import pytest
@@ -190,7 +189,7 @@ def test_grouped_data_are_scored_per_patient(tmp_path):
     assert "per patient" in (study.root / "results.md").read_text()
 
 
-def test_tiny_real_grid_end_to_end(tmp_path):
+def test_tiny_real_grid_end_to_end(tmp_path, caplog, monkeypatch):
     """Two real runs (Dice loss with a sigmoid head, two-class CE with a softmax head), 1 epoch each on synthetic
     PH2; a second call skips both."""
     data = tmp_path / "PH2Dataset"
@@ -204,9 +203,8 @@ fixed: {{epochs: 1, val_interval: 1, batch_size: 4, width: 8, image_size: 64, ro
 grid:
   loss: [dice, ce]
 """)
-    cmd = [sys.executable, "-m", "pipeline.study", str(path)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    monkeypatch.chdir(ROOT)
+    assert S.main([str(path)]) == 0  # in process; each run is its own ``python -m monai.bundle`` as always
     root = tmp_path / "study"
     rows = list(csv.DictReader(open(root / "results.csv")))
     assert [r["status"] for r in rows] == ["done", "done"] and [r["loss"] for r in rows] == ["dice", "ce"]
@@ -217,8 +215,11 @@ grid:
     assert ce_config["hyperparameters"]["out_channels"] == 2
     best = root / "loss=dice" / "models" / "best.pt"
     stamp = best.stat().st_mtime_ns
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and "training" not in again.stderr.replace("train.log", "")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pipeline.study"):
+        assert S.main([str(path)]) == 0
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "loss=dice" in said and "training" not in said.replace("train.log", "")
     assert best.stat().st_mtime_ns == stamp
 
 
