@@ -2,7 +2,7 @@
 
     python -m pipeline.bench [--dataset_dir ../shared/data/ph2/PH2Dataset] [--networks unet segnet] [--epochs 3]
                              [--rounds 1] [--engine_overrides '{}'] [--json runs/bench.json]
-    python -m pipeline.bench --only_time_to_quality [--rounds 2] | --levers | --scaling
+    python -m pipeline.bench --only_time_to_quality [--rounds 2] | --interleaved | --levers | --scaling
 
 1. Training throughput (images/s) of the PH2 bundle's ``SupervisedTrainer`` (its transforms, ``CacheDataset`` and
    ``DataLoader``) against a hand-written loop with the same network, batch size, crop, augmentation, loss and
@@ -12,6 +12,8 @@
    bundles turn on (``pipeline.host_memory``), so ``ratio`` is the engine against the loop a user would write and
    ``ratio_same_allocator`` what the framework itself costs. ``--rounds N`` alternates the sides N times (a fresh
    process each) and reports the median ratios.
+   ``--interleaved`` instead alternates the engine's and the loop's epochs in one process (same allocator, same
+   moment of a drifting machine) and reports the median ratio over the epoch pairs.
 2. Inference on one PH2 image and one 1388x1040 image: the bundle's inferer against a plain forward of the whole
    (padded) image and against MONAI's ``sliding_window_inference`` with its default settings, with the fraction of
    mask pixels on which each path disagrees with the bundle's.
@@ -183,49 +185,104 @@ def _augment(img: torch.Tensor, lab: torch.Tensor, roi: int, g: torch.Generator)
     return img, lab
 
 
-def plain_train(dataset_dir: str, network: str, epochs: int, batch_size: int = 8, image_size: int = 256,
-                roi: int = 256, lr: float = 2e-3, retain_freed_memory: bool = False) -> dict:
-    """The same training as the bundle's, as a plain PyTorch loop (main-thread augmentation, no framework).
-    ``retain_freed_memory``: give the loop the bundle's host-allocator setting (``pipeline.host_memory``), which a
-    plain loop does not have; with it the comparison isolates what the framework itself costs."""
-    from monai.losses import DiceCELoss
+class PlainLoop:
+    """The bundle's training as a plain PyTorch loop (main-thread augmentation, no framework), one epoch per
+    :meth:`epoch` call: the 60 PH2 training images resized once into memory, batches of ``batch_size`` random
+    ``roi`` crops with the bundle's augmentation (:func:`_augment`), DiceCE, AdamW with a cosine schedule."""
 
-    from pipeline.data import find_cases, splits
-    from pipeline.host_memory import retain_freed_memory as retain
-    from pipeline.networks import build_network
+    def __init__(self, dataset_dir: str, network: str, epochs: int, batch_size: int = 8, image_size: int = 256,
+                 roi: int = 256, lr: float = 2e-3):
+        from monai.losses import DiceCELoss
 
-    retain(retain_freed_memory)
-    torch.manual_seed(0)
-    cases = splits.assign(find_cases("ph2", dataset_dir))["train"]
-    data = [(_load_resized(c["image"], image_size, True), _load_resized(c["label"], image_size, False)) for c in cases]
-    net = build_network(network, in_channels=3, out_channels=1, width=16)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs + 1)
-    loss_fn, g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(0)
-    epoch_s, images, step_s, faults = [], [], [], []
-    for epoch in range(epochs + 1):
-        t0, n, f0 = time.perf_counter(), 0, _minor_faults()
-        order = torch.randperm(len(data), generator=g).tolist()
-        net.train()
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            pairs = [_augment(*data[j], roi, g) for j in order[i:i + batch_size]]
+        from pipeline.data import find_cases, splits
+        from pipeline.networks import build_network
+
+        torch.manual_seed(0)
+        cases = splits.assign(find_cases("ph2", dataset_dir))["train"]
+        self.data = [(_load_resized(c["image"], image_size, True), _load_resized(c["label"], image_size, False))
+                     for c in cases]
+        self.net = build_network(network, in_channels=3, out_channels=1, width=16)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=1e-4)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, epochs + 1)
+        self.loss_fn, self.g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(0)
+        self.batch_size, self.roi = batch_size, roi
+
+    def epoch(self) -> dict:
+        """Train one epoch; its wall time, images, training-step times (forward to optimiser step) and page faults."""
+        t0, n, f0, steps = time.perf_counter(), 0, _minor_faults(), []
+        order = torch.randperm(len(self.data), generator=self.g).tolist()
+        self.net.train()
+        for i in range(0, len(order) - self.batch_size + 1, self.batch_size):
+            pairs = [_augment(*self.data[j], self.roi, self.g) for j in order[i:i + self.batch_size]]
             x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
             t_step = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x), y)
-            loss.backward()
-            opt.step()
-            if epoch:
-                step_s.append(time.perf_counter() - t_step)
+            self.opt.zero_grad(set_to_none=True)
+            self.loss_fn(self.net(x), y).backward()
+            self.opt.step()
+            steps.append(time.perf_counter() - t_step)
             n += len(pairs)
-        sched.step()
-        epoch_s.append(time.perf_counter() - t0)
-        images.append(n)
-        faults.append(_minor_faults() - f0)
-    return {"images_per_s": sum(images[1:]) / sum(epoch_s[1:]), "step_ms": 1e3 * float(np.median(step_s)),
-            "faults_per_image": sum(faults[1:]) / sum(images[1:]),
-            "epochs": epochs, "images_per_epoch": images[-1],
-            "max_rss_mb": _max_rss_mb()}
+        self.sched.step()
+        return {"s": time.perf_counter() - t0, "images": n, "step_s": steps, "faults": _minor_faults() - f0}
+
+
+def plain_train(dataset_dir: str, network: str, epochs: int, retain_freed_memory: bool = False, **kwargs) -> dict:
+    """Images/s of :class:`PlainLoop` over ``epochs`` epochs after one warm-up epoch. ``retain_freed_memory``: give
+    the loop the bundle's host-allocator setting (``pipeline.host_memory``), which a plain loop does not have; with
+    it the comparison isolates what the framework itself costs."""
+    from pipeline.host_memory import retain_freed_memory as retain
+
+    retain(retain_freed_memory)
+    loop = PlainLoop(dataset_dir, network, epochs, **kwargs)
+    loop.epoch()  # warm-up
+    done = [loop.epoch() for _ in range(epochs)]
+    images = sum(e["images"] for e in done)
+    return {"images_per_s": images / sum(e["s"] for e in done),
+            "step_ms": 1e3 * float(np.median([t for e in done for t in e["step_s"]])),
+            "faults_per_image": sum(e["faults"] for e in done) / images,
+            "epochs": epochs, "images_per_epoch": done[-1]["images"], "max_rss_mb": _max_rss_mb()}
+
+
+def interleaved_train(dataset_dir: str, network: str, epochs: int, **overrides) -> dict:
+    """The engine and the plain loop in one process, their epochs alternated: after each epoch of the bundle's
+    trainer (timed from its start to the end of the bundle's own epoch-end handlers) one epoch of
+    :class:`PlainLoop` runs. Both sides see the same machine within seconds of each other and the same host
+    allocator (the bundle's ``retain_freed_memory``, process-wide), so a drifting machine biases neither; the
+    ratio of each pair of epochs is what the framework costs. The first pair is a warm-up; the engine's last epoch,
+    which validates, is not timed."""
+    from ignite.engine import Events
+
+    pairs, clock = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        wf = _workflow("training", dataset_dir=dataset_dir, network=network, epochs=epochs + 2, val_interval=10**6,
+                       output_dir=tmp, **overrides)
+        trainer = wf.parser.get_parsed_content("train#trainer")
+        cfg = {k: wf.parser.get_parsed_content(k) for k in ("image_size", "roi_size", "batch_size", "lr")}
+        loop = PlainLoop(dataset_dir, network, epochs + 2, batch_size=int(cfg["batch_size"]),
+                         image_size=int(cfg["image_size"]), roi=int(cfg["roi_size"][0]), lr=float(cfg["lr"]))
+
+        @trainer.on(Events.EPOCH_STARTED)
+        def _(engine):
+            clock["t0"], clock["images"] = time.perf_counter(), 0
+
+        @trainer.on(Events.ITERATION_COMPLETED)
+        def _(engine):
+            clock["images"] += len(engine.state.batch)
+
+        @trainer.on(Events.EPOCH_COMPLETED)  # attached last: after the bundle's epoch-end handlers
+        def _(engine):
+            engine_s = time.perf_counter() - clock["t0"]
+            if engine.state.epoch < engine.state.max_epochs:
+                plain = loop.epoch()
+                pairs.append({"engine_images_per_s": clock["images"] / engine_s,
+                              "plain_images_per_s": plain["images"] / plain["s"]})
+
+        trainer.run()
+    timed = pairs[1:]
+    ratios = [p["engine_images_per_s"] / p["plain_images_per_s"] for p in timed]
+    return {"pairs": timed, "ratio": float(np.median(ratios)), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "engine_images_per_s": float(np.median([p["engine_images_per_s"] for p in timed])),
+            "plain_images_per_s": float(np.median([p["plain_images_per_s"] for p in timed])),
+            "epochs": len(timed), "max_rss_mb": _max_rss_mb()}
 
 
 LEVERS = ("fp32", "channels_last", "bf16_autocast", "channels_last_bf16", "compile")
@@ -462,6 +519,9 @@ def main(argv=None) -> None:
     ap.add_argument("--only_time_to_quality", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--scaling", action="store_true", help="only measure epoch time and cache size against the "
                                                            "number of images and the crop size (synthetic data)")
+    ap.add_argument("--interleaved", action="store_true",
+                    help="only measure training throughput with the engine's and the plain loop's epochs alternated "
+                         "in one process (same allocator setting, drift-proof)")
     ap.add_argument("--levers", action="store_true", help="only measure the CPU levers (channels_last, bf16 "
                                                           "autocast, torch.compile) on one training step per network")
     ap.add_argument("--rounds", type=int, default=1, help="throughput rounds per network (plain loop, plain loop with "
@@ -480,6 +540,8 @@ def main(argv=None) -> None:
             res = engine_train(rest[0], rest[1], int(rest[2]), **json.loads(rest[3] if len(rest) > 3 else "{}"))
         elif kind == "plain":
             res = plain_train(rest[0], rest[1], int(rest[2]), retain_freed_memory=len(rest) > 3 and rest[3] == "retain")
+        elif kind == "interleaved":
+            res = interleaved_train(rest[0], rest[1], int(rest[2]), **json.loads(rest[3] if len(rest) > 3 else "{}"))
         elif kind == "levers":
             res = levers(rest[0], retain_freed_memory=len(rest) > 1 and rest[1] == "retain")
         elif kind == "scaling":
@@ -518,7 +580,15 @@ def main(argv=None) -> None:
             both["retain_freed_memory_gain"] = both["retain"]["fp32"] / both["default"]["fp32"]
             print(f"levers {net:8s} retain_freed_memory (fp32 step, retained / default allocator): "
                   f"{both['retain_freed_memory_gain']:.2f}x", flush=True)
-    if args.levers or args.scaling:
+    if args.interleaved:
+        for net in args.networks:
+            res = results.setdefault("interleaved", {})[net] = _run_part(
+                ["interleaved", args.dataset_dir, net, str(args.epochs), args.engine_overrides])
+            print(f"train {net:8s} interleaved, {res['epochs']} epoch pairs: engine {res['engine_images_per_s']:.1f} "
+                  f"img/s, plain loop {res['plain_images_per_s']:.1f} img/s (medians); engine / plain loop per pair: "
+                  f"median {res['ratio']:.2f} ({res['ratio_min']:.2f}-{res['ratio_max']:.2f}), peak RSS "
+                  f"{res['max_rss_mb']:.0f} MB (both sides)", flush=True)
+    if args.levers or args.scaling or args.interleaved:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
         return

@@ -26,3 +26,20 @@ def test_cache_bytes_counts_the_cached_tensors():
     data = [{"image": torch.zeros(3, 10, 10), "label": torch.zeros(1, 10, 10, dtype=torch.uint8)} for _ in range(4)]
     ds = CacheDataset(data, transform=None, progress=False)
     assert bench._cache_bytes(ds) == 4 * (3 * 100 * 4 + 100)
+
+
+def test_interleaved_engine_and_plain_loop_alternate_epochs(tmp_path):
+    root = write_ph2(tmp_path / "PH2Dataset", n_cases=10)
+    res = bench.interleaved_train(str(root), "unet", epochs=2, image_size=64, roi_size=[64, 64], batch_size=2)
+    assert res["epochs"] == 2 and len(res["pairs"]) == 2  # 2 + warm-up pair; the validating last epoch untimed
+    for p in res["pairs"]:
+        assert p["engine_images_per_s"] > 0 and p["plain_images_per_s"] > 0
+    ratios = sorted(p["engine_images_per_s"] / p["plain_images_per_s"] for p in res["pairs"])
+    assert res["ratio_min"] == ratios[0] and res["ratio_max"] == ratios[-1]
+
+
+def test_plain_loop_epoch_sees_every_full_batch(tmp_path):
+    root = write_ph2(tmp_path / "PH2Dataset", n_cases=10)
+    loop = bench.PlainLoop(str(root), "unet", epochs=1, batch_size=2, image_size=64, roi=64)
+    out = loop.epoch()
+    assert out["images"] == len(loop.data) // 2 * 2 and len(out["step_s"]) == len(loop.data) // 2
