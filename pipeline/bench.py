@@ -262,10 +262,20 @@ def interleaved_train(dataset_dir: str, network: str, epochs: int, **overrides) 
 
         @trainer.on(Events.EPOCH_STARTED)
         def _(engine):
-            clock["t0"], clock["images"] = time.perf_counter(), 0
+            clock.update(t0=time.perf_counter(), images=0, data=0.0, steps=[])
+
+        @trainer.on(Events.GET_BATCH_STARTED)
+        def _(engine):
+            clock["batch"] = time.perf_counter()
+
+        @trainer.on(Events.GET_BATCH_COMPLETED)
+        def _(engine):
+            clock["step"] = time.perf_counter()
+            clock["data"] += clock["step"] - clock["batch"]
 
         @trainer.on(Events.ITERATION_COMPLETED)
         def _(engine):
+            clock["steps"].append(time.perf_counter() - clock["step"])
             clock["images"] += len(engine.state.batch)
 
         @trainer.on(Events.EPOCH_COMPLETED)  # attached last: after the bundle's epoch-end handlers
@@ -274,7 +284,12 @@ def interleaved_train(dataset_dir: str, network: str, epochs: int, **overrides) 
             if engine.state.epoch < engine.state.max_epochs:
                 plain = loop.epoch()
                 pairs.append({"engine_images_per_s": clock["images"] / engine_s,
-                              "plain_images_per_s": plain["images"] / plain["s"]})
+                              "plain_images_per_s": plain["images"] / plain["s"],
+                              # per image: waiting for the batch (engine) / building it (loop), and the step
+                              "engine_data_ms": 1e3 * clock["data"] / clock["images"],
+                              "plain_data_ms": 1e3 * (plain["s"] - sum(plain["step_s"])) / plain["images"],
+                              "engine_step_ms": 1e3 * float(np.median(clock["steps"])),
+                              "plain_step_ms": 1e3 * float(np.median(plain["step_s"]))})
 
         trainer.run()
     timed = pairs[1:]
@@ -282,7 +297,9 @@ def interleaved_train(dataset_dir: str, network: str, epochs: int, **overrides) 
     return {"pairs": timed, "ratio": float(np.median(ratios)), "ratio_min": min(ratios), "ratio_max": max(ratios),
             "engine_images_per_s": float(np.median([p["engine_images_per_s"] for p in timed])),
             "plain_images_per_s": float(np.median([p["plain_images_per_s"] for p in timed])),
-            "epochs": len(timed), "max_rss_mb": _max_rss_mb()}
+            **{k: float(np.median([p[k] for p in timed])) for k in ("engine_data_ms", "plain_data_ms",
+                                                                     "engine_step_ms", "plain_step_ms")},
+            "epochs": len(timed), "batch_size": loop.batch_size, "max_rss_mb": _max_rss_mb()}
 
 
 LEVERS = ("fp32", "channels_last", "bf16_autocast", "channels_last_bf16", "compile")
@@ -586,7 +603,9 @@ def main(argv=None) -> None:
                 ["interleaved", args.dataset_dir, net, str(args.epochs), args.engine_overrides])
             print(f"train {net:8s} interleaved, {res['epochs']} epoch pairs: engine {res['engine_images_per_s']:.1f} "
                   f"img/s, plain loop {res['plain_images_per_s']:.1f} img/s (medians); engine / plain loop per pair: "
-                  f"median {res['ratio']:.2f} ({res['ratio_min']:.2f}-{res['ratio_max']:.2f}), peak RSS "
+                  f"median {res['ratio']:.2f} ({res['ratio_min']:.2f}-{res['ratio_max']:.2f}) | per image, data: engine "
+                  f"{res['engine_data_ms']:.1f} ms, loop {res['plain_data_ms']:.1f} ms | step of {res['batch_size']}: "
+                  f"engine {res['engine_step_ms']:.0f} ms, loop {res['plain_step_ms']:.0f} ms | peak RSS "
                   f"{res['max_rss_mb']:.0f} MB (both sides)", flush=True)
     if args.levers or args.scaling or args.interleaved:
         args.json.parent.mkdir(parents=True, exist_ok=True)
