@@ -72,6 +72,36 @@ def _cache_bytes(dataset) -> int:
     return total
 
 
+def _epoch_clock(trainer) -> dict:
+    """Timing hooks on ``trainer``; the dict they fill holds, for the epoch in progress: its start (``t0``), minor
+    page faults until then (``faults``), images seen, seconds waiting for batches (``data``), each step from batch
+    received to iteration done (``steps``) and when the last iteration ended (``last_iteration``)."""
+    from ignite.engine import Events
+
+    clock = {}
+
+    @trainer.on(Events.EPOCH_STARTED)
+    def _(engine):
+        clock.update(t0=time.perf_counter(), faults=_minor_faults(), images=0, data=0.0, steps=[])
+
+    @trainer.on(Events.GET_BATCH_STARTED)
+    def _(engine):
+        clock["batch"] = time.perf_counter()
+
+    @trainer.on(Events.GET_BATCH_COMPLETED)
+    def _(engine):
+        clock["step"] = time.perf_counter()
+        clock["data"] += clock["step"] - clock["batch"]
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def _(engine):
+        clock["last_iteration"] = time.perf_counter()
+        clock["steps"].append(clock["last_iteration"] - clock["step"])
+        clock["images"] += len(engine.state.batch)
+
+    return clock
+
+
 def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> dict:
     """Images/s of the bundle trainer over ``epochs`` epochs after one warm-up epoch, no validation."""
     from ignite.engine import Events
@@ -83,37 +113,18 @@ def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> di
         trainer = wf.parser.get_parsed_content("train#trainer")
         train_set = wf.parser.get_parsed_content("train#dataset")
         stats = {"epoch_s": [], "data_s": [], "end_s": [], "images": [], "step_s": [], "faults": []}
-        clock = {}
-
-        @trainer.on(Events.EPOCH_STARTED)
-        def _(engine):
-            clock["epoch"], clock["data"], clock["images"] = time.perf_counter(), 0.0, 0
-            clock["faults"] = _minor_faults()
-
-        @trainer.on(Events.GET_BATCH_STARTED)
-        def _(engine):
-            clock["batch"] = time.perf_counter()
-
-        @trainer.on(Events.GET_BATCH_COMPLETED)
-        def _(engine):
-            clock["step"] = time.perf_counter()
-            clock["data"] += clock["step"] - clock["batch"]
-
-        @trainer.on(Events.ITERATION_COMPLETED)
-        def _(engine):
-            clock["images"] += len(engine.state.batch)
-            clock["last_iteration"] = time.perf_counter()
-            if engine.state.epoch > 1:  # after the warm-up epoch
-                stats["step_s"].append(clock["last_iteration"] - clock["step"])
+        clock = _epoch_clock(trainer)
 
         @trainer.on(Events.EPOCH_COMPLETED)  # attached last: runs after the bundle's epoch-end handlers
         def _(engine):
             now = time.perf_counter()
-            stats["epoch_s"].append(now - clock["epoch"])
+            stats["epoch_s"].append(now - clock["t0"])
             stats["data_s"].append(clock["data"])
             stats["end_s"].append(now - clock["last_iteration"])
             stats["images"].append(clock["images"])
             stats["faults"].append(_minor_faults() - clock["faults"])
+            if engine.state.epoch > 1:  # after the warm-up epoch
+                stats["step_s"] += clock["steps"]
 
         trainer.run()
     secs, images = sum(stats["epoch_s"][1:-1]), sum(stats["images"][1:-1])
@@ -251,7 +262,7 @@ def interleaved_train(dataset_dir: str, network: str, epochs: int, **overrides) 
     which validates, is not timed."""
     from ignite.engine import Events
 
-    pairs, clock = [], {}
+    pairs = []
     with tempfile.TemporaryDirectory() as tmp:
         wf = _workflow("training", dataset_dir=dataset_dir, network=network, epochs=epochs + 2, val_interval=10**6,
                        output_dir=tmp, **overrides)
@@ -259,24 +270,7 @@ def interleaved_train(dataset_dir: str, network: str, epochs: int, **overrides) 
         cfg = {k: wf.parser.get_parsed_content(k) for k in ("image_size", "roi_size", "batch_size", "lr")}
         loop = PlainLoop(dataset_dir, network, epochs + 2, batch_size=int(cfg["batch_size"]),
                          image_size=int(cfg["image_size"]), roi=int(cfg["roi_size"][0]), lr=float(cfg["lr"]))
-
-        @trainer.on(Events.EPOCH_STARTED)
-        def _(engine):
-            clock.update(t0=time.perf_counter(), images=0, data=0.0, steps=[])
-
-        @trainer.on(Events.GET_BATCH_STARTED)
-        def _(engine):
-            clock["batch"] = time.perf_counter()
-
-        @trainer.on(Events.GET_BATCH_COMPLETED)
-        def _(engine):
-            clock["step"] = time.perf_counter()
-            clock["data"] += clock["step"] - clock["batch"]
-
-        @trainer.on(Events.ITERATION_COMPLETED)
-        def _(engine):
-            clock["steps"].append(time.perf_counter() - clock["step"])
-            clock["images"] += len(engine.state.batch)
+        clock = _epoch_clock(trainer)
 
         @trainer.on(Events.EPOCH_COMPLETED)  # attached last: after the bundle's epoch-end handlers
         def _(engine):
