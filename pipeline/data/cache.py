@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+import torch
+from monai.data import CacheDataset, Dataset, PersistentDataset
 
 CACHES = ("memory", "disk", "none")
 
@@ -21,14 +24,12 @@ def cached_dataset(data: list[dict], transform, cache: str = "memory", cache_dir
       ``image_size`` never reads a stale file; RAM stays flat, each epoch reads the files back.
     - ``none``: plain ``Dataset`` (every epoch decodes every image again).
     """
-    from monai.data import CacheDataset, Dataset, PersistentDataset
-
     if cache == "memory":
         return CacheDataset(data, transform, cache_rate=1.0, num_workers=num_workers, progress=progress)
     if cache == "disk":
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        return _PersistentDataset(data, transform, cache_dir=cache_dir, hash_transform=transform_hash,
-                                  track_meta=True)  # validation inverts the resize from the cached metadata
+        return MetadataPersistentDataset(data, transform, cache_dir=cache_dir, hash_transform=transform_hash,
+                                         track_meta=True)  # validation inverts the resize from the cached metadata
     if cache == "none":
         return Dataset(data, transform)
     raise ValueError(f"--cache must be one of {', '.join(CACHES)}, got {cache!r}")
@@ -38,43 +39,28 @@ def _metadata_globals() -> list:
     """What MONAI metadata pickles besides tensors: numpy arrays and dtypes (``spatial_shape``, ...) and MONAI's
     enums (``applied_operations``). Without them ``torch.load(weights_only=True)`` refuses a cached MetaTensor and
     ``PersistentDataset`` takes the file for corrupt: it deletes and recomputes it at every read."""
-    import enum
-
-    import numpy as np
     from monai.utils import enums
 
     try:
         from numpy._core.multiarray import _reconstruct
     except ImportError:  # numpy < 2
         from numpy.core.multiarray import _reconstruct
-    dtypes = [v for v in vars(getattr(np, "dtypes", object)).values() if isinstance(v, type)]  # Int64DType, ...
+    dtypes = [v for v in vars(np.dtypes).values() if isinstance(v, type)]  # Int64DType, ...
     monai_enums = [v for v in vars(enums).values() if isinstance(v, type) and issubclass(v, enum.Enum)]
     return [np.ndarray, np.dtype, _reconstruct, *dtypes, *monai_enums]
 
 
-def _persistent_dataset_class():
-    import torch
-    from monai.data import PersistentDataset
+class MetadataPersistentDataset(PersistentDataset):
+    """MONAI's ``PersistentDataset`` whose weights-only loads accept MONAI metadata (:func:`_metadata_globals`)."""
 
-    class CachedMetaPersistentDataset(PersistentDataset):
-        """``PersistentDataset`` whose weights-only loads accept MONAI metadata (:func:`_metadata_globals`)."""
-
-        def _cachecheck(self, item_transformed):
-            with torch.serialization.safe_globals(_metadata_globals()):
-                return super()._cachecheck(item_transformed)
-
-    return CachedMetaPersistentDataset
-
-
-def _PersistentDataset(*args, **kwargs):
-    return _persistent_dataset_class()(*args, **kwargs)
+    def _cachecheck(self, item_transformed):
+        with torch.serialization.safe_globals(_metadata_globals()):
+            return super()._cachecheck(item_transformed)
 
 
 def _describe(obj, depth: int = 0):
     """A JSON-able description of ``obj``'s parameters: public attributes, recursively; functions (also lambdas,
     which MONAI's ``pickle_hashing`` cannot take) by name, bytecode and constants."""
-    import torch
-
     if depth > 8:
         return type(obj).__qualname__
     if obj is None or isinstance(obj, (str, int, float, bool)):
