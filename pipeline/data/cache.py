@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -35,7 +36,8 @@ def cached_dataset(data: list[dict], transform, cache: str = "memory", cache_dir
     raise ValueError(f"--cache must be one of {', '.join(CACHES)}, got {cache!r}")
 
 
-def _metadata_globals() -> list:
+@functools.cache  # read at every cached item's load: built once
+def _metadata_globals() -> tuple:
     """What MONAI metadata pickles besides tensors: numpy arrays and dtypes (``spatial_shape``, ...) and MONAI's
     enums (``applied_operations``). Without them ``torch.load(weights_only=True)`` refuses a cached MetaTensor and
     ``PersistentDataset`` takes the file for corrupt: it deletes and recomputes it at every read."""
@@ -47,14 +49,14 @@ def _metadata_globals() -> list:
         from numpy.core.multiarray import _reconstruct
     dtypes = [v for v in vars(np.dtypes).values() if isinstance(v, type)]  # Int64DType, ...
     monai_enums = [v for v in vars(enums).values() if isinstance(v, type) and issubclass(v, enum.Enum)]
-    return [np.ndarray, np.dtype, _reconstruct, *dtypes, *monai_enums]
+    return (np.ndarray, np.dtype, _reconstruct, *dtypes, *monai_enums)
 
 
 class MetadataPersistentDataset(PersistentDataset):
     """MONAI's ``PersistentDataset`` whose weights-only loads accept MONAI metadata (:func:`_metadata_globals`)."""
 
     def _cachecheck(self, item_transformed):
-        with torch.serialization.safe_globals(_metadata_globals()):
+        with torch.serialization.safe_globals(list(_metadata_globals())):
             return super()._cachecheck(item_transformed)
 
 
