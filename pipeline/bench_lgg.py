@@ -117,7 +117,8 @@ def train_fold(dataset_dir: str, fold: int, folds: int, network: str = "unet", e
 
 def compare(results: list[dict], study_dir: Path | None, which: str = "best") -> dict:
     """Pooled per-patient volume Dice of the plain loop, and, for each network of a study's evaluated runs, the
-    recipe's mean minus the plain loop's on the same patients with a paired bootstrap 95% CI."""
+    recipe's mean minus the plain loop's on the same patients with a paired bootstrap 95% CI. The study's runs are
+    pooled over folds and keyed by their other grid values (``network=unet``)."""
     from pipeline.study import _scores, bootstrap_ci
 
     plain = {p: d for r in results for p, d in r[which]["volume_dice"].items()}
@@ -133,14 +134,15 @@ def compare(results: list[dict], study_dir: Path | None, which: str = "best") ->
     for eval_dir in sorted(Path(study_dir).glob("*/eval-test")):
         if not (eval_dir / "per_group.csv").is_file():
             continue
-        network = dict(kv.split("=", 1) for kv in eval_dir.parent.name.split(","))["network"]
-        runs.setdefault(network, {}).update(_scores(eval_dir)[1]["dice"])
-    for network, scores in runs.items():
+        # the study's runs pooled over folds: keyed by their other grid values (network=unet, intensity_norm=...)
+        label = ",".join(kv for kv in eval_dir.parent.name.split(",") if not kv.startswith("fold=")) or "all"
+        runs.setdefault(label, {}).update(_scores(eval_dir)[1]["dice"])
+    for label, scores in runs.items():
         common = sorted(set(scores) & set(plain))
         if not common:
             continue
         diff = [scores[p] - plain[p] for p in common]
-        out["recipe"][network] = {"n_patients": len(common), **summarize([scores[p] for p in common]),
+        out["recipe"][label] = {"n_patients": len(common), **summarize([scores[p] for p in common]),
                                   "minus_plain": float(np.mean(diff)), "minus_plain_ci": bootstrap_ci(diff),
                                   "patients_better": int(sum(d > 0 for d in diff))}
     return out
@@ -182,8 +184,8 @@ def main(argv=None) -> None:
         print(f"plain loop ({which} epoch), {p['n_patients']} patients: volume Dice mean {p['mean']:.3f} "
               f"[{p['ci'][0]:.3f}, {p['ci'][1]:.3f}], median {p['median']:.3f}; empty slices predicted empty "
               f"{p['empty_slices_predicted_empty']:.0%}")
-        for network, r in s["recipe"].items():
-            print(f"  recipe {network} ({r['n_patients']} patients): mean {r['mean']:.3f}, median {r['median']:.3f}; "
+        for label, r in s["recipe"].items():
+            print(f"  recipe {label} ({r['n_patients']} patients): mean {r['mean']:.3f}, median {r['median']:.3f}; "
                   f"minus plain {r['minus_plain']:+.3f} [{r['minus_plain_ci'][0]:+.3f}, {r['minus_plain_ci'][1]:+.3f}]"
                   f", better on {r['patients_better']} of {r['n_patients']} patients")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -26,13 +26,16 @@ def run_bundle(*args, check=True, timeout=600):
     return proc
 
 
-def bundle_loader(bundle: str):
-    """The bundle's own image + mask loading and checks (its ``load_pair``) as one transform."""
+def bundle_loader(bundle: str, **overrides):
+    """The bundle's own image + mask loading and checks (its ``load_pair``) as one transform; ``overrides`` set
+    bundle ids as ``--id value`` would."""
     from monai.bundle import ConfigParser
     from monai.transforms import Compose
 
     parser = ConfigParser()
     parser.read_config(ROOT / "bundles" / f"{bundle}.json")
+    for key, value in overrides.items():
+        parser[key] = value
     return Compose(parser.get_parsed_content("load_pair"))
 
 

@@ -49,12 +49,16 @@ def test_compare_pairs_the_recipe_with_the_plain_loop_by_patient(tmp_path):
     plain = out["plain"]
     assert plain["n_patients"] == 4 and plain["mean"] == pytest.approx(0.55) and plain["median"] == pytest.approx(0.5)
     assert plain["empty_slices_predicted_empty"] == pytest.approx(3 / 4)
-    unet = out["recipe"]["unet"]
+    unet = out["recipe"]["network=unet"]
     assert unet["n_patients"] == 4 and unet["mean"] == pytest.approx(0.675)
     assert unet["minus_plain"] == pytest.approx(np.mean([0.3, -0.1, 0.3, 0.0]))
     assert unet["patients_better"] == 2
     lo, hi = unet["minus_plain_ci"]
     assert -0.1 <= lo <= unet["minus_plain"] <= hi <= 0.3
-    pspnet = out["recipe"]["pspnet"]
+    pspnet = out["recipe"]["network=pspnet"]
     assert pspnet["n_patients"] == 2 and pspnet["minus_plain"] == pytest.approx(-0.15)
     assert bench_lgg.compare(results, None)["recipe"] == {}
+    other = tmp_path / "other"  # any grid key: runs pooled over folds under their other values
+    _study_run(other / "intensity_norm=patient,fold=0", {"A": 0.3, "B": 0.6})
+    _study_run(other / "intensity_norm=patient,fold=1", {"C": 0.4, "D": 1.0})
+    assert bench_lgg.compare(results, other)["recipe"]["intensity_norm=patient"]["minus_plain"] == pytest.approx(0.025)

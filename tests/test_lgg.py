@@ -4,6 +4,7 @@ end to end through the engine (in process, on a tiny synthetic set)."""
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -70,13 +71,68 @@ def test_synthetic_sample(lgg_dir, tmp_path):
         assert np.array_equal(np.asarray(Image.open(a["image"])), np.asarray(Image.open(b["image"])))
 
 
-def test_bundle_loading_keeps_channels_and_orientation(lgg_dir):
+def _percentile_of_patient(folder, q=99.0):
+    slices = [np.asarray(Image.open(c["image"])) for c in lgg.find_cases(folder)]
+    return np.percentile(np.stack(slices).reshape(-1, 3), q, axis=0)
+
+
+@pytest.mark.parametrize("norm", ["patient", "fixed"])
+def test_bundle_loading_keeps_channels_and_orientation(lgg_dir, norm):
     case = next(c for c in lgg.find_cases(lgg_dir) if lgg.has_tumour(c["label"]))
-    d = bundle_loader("lgg")(dict(case))
-    src = np.asarray(Image.open(case["image"]))
+    d = bundle_loader("lgg", intensity_norm=norm)(dict(case))
+    src = np.asarray(Image.open(case["image"])).astype(np.float64)
     assert tuple(d["image"].shape) == (3, 256, 256) and tuple(d["label"].shape) == (1, 256, 256)
-    np.testing.assert_allclose(d["image"].numpy()[1] * 255, src[..., 1], atol=1e-3)  # channel 1 is FLAIR
+    assert "image_path" not in d  # the path kept for the patient's scale does not travel on
+    # patient: each channel over its patient's 99th percentile (Buda et al. normalise per volume); fixed: / 255
+    scale = _percentile_of_patient(lgg_dir / case["group"]) if norm == "patient" else np.full(3, 255.0)
+    assert norm == "fixed" or not np.allclose(scale, scale[0])  # the three sequences get their own scale
+    for c in range(3):  # channel 1 is FLAIR
+        np.testing.assert_allclose(d["image"].numpy()[c] * scale[c], src[..., c], atol=1e-3)
     np.testing.assert_array_equal(d["label"].numpy()[0] > 0, np.asarray(Image.open(case["label"])) > 127)
+
+
+def test_scale_by_patient_is_per_patient_not_per_slice(tmp_path, lgg_dir):
+    cases = lgg.find_cases(lgg_dir)
+    a, b = sorted({c["group"] for c in cases})[:2]
+    darker = shutil.copytree(lgg_dir / b, tmp_path / b)
+    for f in darker.glob(f"{b}_*.tif"):
+        if not f.name.endswith("_mask.tif"):  # the same patient scanned at half the brightness
+            Image.fromarray((np.asarray(Image.open(f)) // 2).astype(np.uint8)).save(f)
+    load = bundle_loader("lgg")
+    first = [c for c in cases if c["group"] == b][3]
+    moved = {**first, "image": str(darker / Path(first["image"]).name), "label": str(darker / Path(first["label"]).name)}
+    np.testing.assert_allclose(load(dict(first))["image"].numpy(), load(moved)["image"].numpy(), atol=0.02)
+    # one scale for all slices of a patient, whatever each slice holds; another patient has another scale
+    scales = {c["group"]: lgg.patient_percentiles(str(Path(c["image"]).parent)) for c in cases}
+    assert scales[a] != scales[b]
+    np.testing.assert_allclose(scales[a], _percentile_of_patient(lgg_dir / a))
+    t = lgg.ScaleByPatientd(keys="image")
+    for c in [c for c in cases if c["group"] == a][:3]:
+        img = torch.as_tensor(np.asarray(Image.open(c["image"]), dtype=np.float32)).permute(2, 0, 1)
+        out = t({"image": img, "image_path": c["image"]})["image"]
+        np.testing.assert_allclose(out.numpy() * np.array(scales[a])[:, None, None], img.numpy(), rtol=1e-5)
+
+
+def test_scale_by_patient_errors(tmp_path, lgg_dir):
+    case = lgg.find_cases(lgg_dir)[0]
+    img = torch.ones(3, 4, 4)
+    with pytest.raises(KeyError, match="image_path"):
+        lgg.ScaleByPatientd(keys="image")({"image": img})
+    with pytest.raises(ValueError, match="percentile"):
+        lgg.ScaleByPatientd(keys="image", percentile=0)
+    with pytest.raises(ValueError, match="channels"):
+        lgg.ScaleByPatientd(keys="image")({"image": torch.ones(1, 4, 4), "image_path": case["image"]})
+    with pytest.raises(ValueError, match="--intensity_norm must be one of fixed, patient, got 'volume'"):
+        lgg.intensity_scaling("volume")
+    flat = tmp_path / "flat"  # inference on a plain folder of slices: the folder is the patient
+    flat.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(flat / "a.png")  # blank: divided by 1, not by 0
+    out = lgg.ScaleByPatientd(keys="image")({"image": img, "image_path": str(flat / "a.png")})["image"]
+    assert torch.equal(out, img)
+    (flat / "b.png").write_bytes(b"not an image")
+    lgg.patient_percentiles.cache_clear()  # read once per folder and process: forget the folder before b.png
+    with pytest.raises(DatasetError, match=r"b\.png: cannot read the slice"):
+        lgg.patient_percentiles(str(flat))
 
 
 def test_errors_name_the_file(tmp_path, lgg_dir):

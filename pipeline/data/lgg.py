@@ -28,10 +28,13 @@ is a :class:`DatasetError` naming the file, as are a mask without its image, an 
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from pathlib import Path
 
 import numpy as np
+import torch
+from monai.transforms import DeleteItemsd, MapTransform, ScaleIntensityRanged
 from PIL import Image
 
 from .errors import DatasetError
@@ -143,6 +146,94 @@ def tumour_weights(cases: list[dict], tumour_fraction: float = 0.5) -> list[floa
     if n_t == 0 or n_e == 0:
         return [1.0 / len(flags)] * len(flags)
     return [tumour_fraction / n_t if f else (1.0 - tumour_fraction) / n_e for f in flags]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# intensity scale per patient
+
+SLICE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+INTENSITY_NORMS = ("fixed", "patient")
+
+
+def _patient_slices(folder: Path) -> list[Path]:
+    if PATIENT_RE.match(folder.name):
+        return [Path(c["image"]) for c in _patient_cases(folder, require_labels=False)]
+    # a flat folder of slices given to inference: taken as one patient
+    return [p for p in _visible(folder)
+            if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES and not p.stem.endswith("_mask")]
+
+
+@functools.lru_cache(maxsize=1024)
+def patient_percentiles(folder: str, percentile: float = 99.0) -> tuple[float, ...]:
+    """Per-channel ``percentile`` (grey levels, 0..255) over every pixel of every slice of one patient: the
+    images in ``folder`` (a kaggle_3m patient folder; a flat folder of slices counts as one patient), masks left
+    out. Read once per folder and process."""
+    files = _patient_slices(Path(folder))
+    if not files:
+        raise DatasetError(f"{folder}: no slices to take the patient's intensity scale from")
+    pixels = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                pixels.append(np.asarray(im.convert("RGB")).reshape(-1, 3))
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"{f}: cannot read the slice ({e}) for its patient's intensity scale") from e
+    return tuple(float(v) for v in np.percentile(np.concatenate(pixels), percentile, axis=0))
+
+
+class ScaleByPatientd(MapTransform):
+    """Divide each channel of a slice by that channel's ``percentile`` over all slices of its patient.
+
+    A fixed 0..255 scaling keeps each scanner's contrast: over the 16 local patients the FLAIR 99th percentile
+    ranges from 88 to 186 grey levels, and the tumour's median FLAIR from 50 to 137. Buda et al. (Comput Biol Med
+    2019, https://arxiv.org/abs/1906.03720) normalise each volume; this is that step for slices read one at a time:
+    the patient is the slice file's folder (:func:`patient_percentiles`, computed once per folder). Per-slice
+    percentiles do not work: they move with the tumour in the slice (docs/lgg_recipe.md, v4).
+
+    Args:
+        keys: loaded, channel-first images (float), e.g. ``image``.
+        path_key: the key holding the image file's path, copied before loading (MONAI ``CopyItemsd``); removed.
+        percentile: per channel, over the patient's pixels; 99 maps the brightest 1% of the volume to >= 1.
+        min_scale: floor of the divisor in grey levels, so a blank channel is not divided by 0.
+
+    Example::
+
+        Compose([CopyItemsd(keys="image", names="image_path"), LoadImaged(keys="image"),
+                 EnsureChannelFirstd(keys="image"), ScaleByPatientd(keys="image", path_key="image_path")])
+    """
+
+    def __init__(self, keys, path_key: str = "image_path", percentile: float = 99.0, min_scale: float = 1.0,
+                 allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        if not 0.0 < percentile <= 100.0:
+            raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
+        self.path_key, self.percentile, self.min_scale = path_key, float(percentile), float(min_scale)
+
+    def __call__(self, data):
+        d = dict(data)
+        if self.path_key not in d:
+            raise KeyError(f"ScaleByPatientd needs the image file's path under {self.path_key!r} "
+                           "(CopyItemsd before LoadImaged)")
+        path = Path(str(d.pop(self.path_key)))
+        scale = np.maximum(patient_percentiles(str(path.parent), self.percentile), self.min_scale)
+        for key in self.key_iterator(d):
+            img = d[key]
+            if img.shape[0] != len(scale):
+                raise ValueError(f"{path}: {img.shape[0]} channels, its patient's scale has {len(scale)}")
+            d[key] = img / torch.as_tensor(scale, dtype=img.dtype).reshape(-1, *[1] * (img.ndim - 1))
+        return d
+
+
+def intensity_scaling(mode: str = "patient", percentile: float = 99.0, path_key: str = "image_path") -> list:
+    """The LGG bundle's step after loading a slice (``--intensity_norm``): ``fixed`` maps 0..255 to 0..1 for every
+    patient; ``patient`` divides each channel by its ``percentile`` over the patient (:class:`ScaleByPatientd`).
+    Both consume ``path_key`` (the bundle copies the path there before loading)."""
+    if mode == "fixed":
+        return [ScaleIntensityRanged(keys="image", a_min=0, a_max=255, b_min=0.0, b_max=1.0),
+                DeleteItemsd(keys=path_key)]
+    if mode == "patient":
+        return [ScaleByPatientd(keys="image", path_key=path_key, percentile=percentile)]
+    raise ValueError(f"--intensity_norm must be one of {', '.join(INTENSITY_NORMS)}, got {mode!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
