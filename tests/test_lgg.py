@@ -83,7 +83,7 @@ def test_bundle_loading_keeps_channels_and_orientation(lgg_dir, norm):
     src = np.asarray(Image.open(case["image"])).astype(np.float64)
     assert tuple(d["image"].shape) == (3, 256, 256) and tuple(d["label"].shape) == (1, 256, 256)
     assert "image_path" not in d  # the path kept for the patient's scale does not travel on
-    # patient: each channel over its patient's 99th percentile (Buda et al. normalise per volume); fixed: / 255
+    # patient (default): each channel over its patient's 99th percentile (Buda et al. normalise per volume); fixed: / 255
     scale = _percentile_of_patient(lgg_dir / case["group"]) if norm == "patient" else np.full(3, 255.0)
     assert norm == "fixed" or not np.allclose(scale, scale[0])  # the three sequences get their own scale
     for c in range(3):  # channel 1 is FLAIR
