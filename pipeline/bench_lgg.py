@@ -39,9 +39,16 @@ from pipeline.metrics import case_record, slice_summaries, summarize, volume_rec
 SPLIT = {"val_fraction": 0.15, "seed": 0}  # bundles/lgg.json: val_fraction, split_seed
 
 
-def _load(cases: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slices as (N, 3, H, W) float in [0, 1] and masks as (N, 1, H, W) {0, 1}, read once (a plain loop's cache)."""
+def _load(cases: list[dict], intensity_norm: str = "fixed") -> tuple[torch.Tensor, torch.Tensor]:
+    """Slices as (N, 3, H, W) float and masks as (N, 1, H, W) {0, 1}, read once (a plain loop's cache). Intensities
+    over 255 (``fixed``), or over each channel's 99th percentile of the slice's patient (``patient``, the bundle's
+    ``pipeline.data.lgg.patient_percentiles``)."""
     from PIL import Image
+
+    from pipeline.data.lgg import INTENSITY_NORMS, patient_percentiles
+
+    if intensity_norm not in INTENSITY_NORMS:
+        raise ValueError(f"intensity_norm must be one of {', '.join(INTENSITY_NORMS)}, got {intensity_norm!r}")
 
     images, masks = [], []
     for c in cases:
@@ -49,7 +56,12 @@ def _load(cases: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
             images.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
         with Image.open(c["label"]) as im:
             masks.append(np.asarray(im.convert("L")) > 127)
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+    if intensity_norm == "patient":
+        scale = np.stack([np.maximum(patient_percentiles(str(Path(c["image"]).parent)), 1.0) for c in cases])
+    else:
+        scale = np.full((len(cases), 3), 255.0)
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    x /= torch.from_numpy(scale).float()[:, :, None, None]
     return x, torch.from_numpy(np.stack(masks))[:, None].float()
 
 
@@ -69,7 +81,8 @@ def _volume_dice(cases: list[dict], pred: torch.Tensor, truth: torch.Tensor) -> 
 
 
 def train_fold(dataset_dir: str, fold: int, folds: int, network: str = "unet", epochs: int = 30,
-               batch_size: int = 8, lr: float = 1e-3, val_interval: int = 2, width: int = 16, seed: int = 0) -> dict:
+               batch_size: int = 8, lr: float = 1e-3, val_interval: int = 2, width: int = 16, seed: int = 0,
+               intensity_norm: str = "fixed") -> dict:
     """Train the plain loop on one fold's training patients, keep the epoch with the best validation volume Dice,
     and score the fold's test patients with it and with the last epoch."""
     from monai.losses import DiceCELoss
@@ -79,7 +92,7 @@ def train_fold(dataset_dir: str, fold: int, folds: int, network: str = "unet", e
 
     torch.manual_seed(seed)
     split = splits.assign(find_cases("lgg", dataset_dir), folds=folds, fold=fold, **SPLIT)
-    (x, y), (vx, vy) = _load(split["train"]), _load(split["val"])
+    (x, y), (vx, vy) = _load(split["train"], intensity_norm), _load(split["val"], intensity_norm)
     net = build_network(network, in_channels=3, out_channels=1, width=width)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     loss_fn, g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(seed)
@@ -102,8 +115,9 @@ def train_fold(dataset_dir: str, fold: int, folds: int, network: str = "unet", e
                 best, best_epoch = score, epoch
                 best_state = {k: v.clone() for k, v in net.state_dict().items()}
     train_s = time.perf_counter() - t0
-    tx, ty = _load(split["test"])
-    out = {"fold": fold, "folds": folds, "network": network, "epochs": epochs, "train_s": round(train_s, 1),
+    tx, ty = _load(split["test"], intensity_norm)
+    out = {"fold": fold, "folds": folds, "network": network, "epochs": epochs, "intensity_norm": intensity_norm,
+           "train_s": round(train_s, 1),
            "best_epoch": best_epoch, "val_volume_dice": best, "curve": curve,
            "test_patients": sorted({c["group"] for c in split["test"]})}
     for name, state in (("last", None), ("best", best_state)):
@@ -155,6 +169,8 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=30, help="the study's epochs (configs/studies/lgg.yaml)")
     ap.add_argument("--network", default="unet")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--intensity_norm", choices=["fixed", "patient"], default="fixed",
+                    help="the plain loop's intensity scale: 0..255 to 0..1, or the bundle's per-patient scale")
     ap.add_argument("--out", type=Path, default=Path("runs/bench_lgg"))
     ap.add_argument("--study", type=Path, default=Path("runs/studies/lgg"),
                     help="a study folder with evaluated runs to compare with (skipped if absent)")
@@ -165,11 +181,14 @@ def main(argv=None) -> None:
     results = []
     for fold in range(args.folds):
         path = args.out / f"fold{fold}.json"
-        params = {"network": args.network, "epochs": args.epochs, "folds": args.folds}
-        if path.is_file() and all(json.loads(path.read_text()).get(k) == v for k, v in params.items()):
+        params = {"network": args.network, "epochs": args.epochs, "folds": args.folds,
+                  "intensity_norm": args.intensity_norm}
+        if path.is_file() and all({"intensity_norm": "fixed", **json.loads(path.read_text())}.get(k) == v
+                                  for k, v in params.items()):
             res = json.loads(path.read_text())
         else:
-            res = train_fold(args.dataset_dir, fold, args.folds, args.network, args.epochs, lr=args.lr)
+            res = train_fold(args.dataset_dir, fold, args.folds, args.network, args.epochs, lr=args.lr,
+                             intensity_norm=args.intensity_norm)
             res["lr"] = args.lr
             path.write_text(json.dumps(res, indent=1))
         results.append(res)

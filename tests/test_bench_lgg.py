@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import bench_lgg
 from pipeline.data import find_cases, splits
-from pipeline.data.lgg import write_lgg
+from pipeline.data.lgg import patient_percentiles, write_lgg
 
 
 def test_plain_loop_fold_scores_the_study_folds_test_patients(tmp_path):
@@ -24,6 +24,18 @@ def test_plain_loop_fold_scores_the_study_folds_test_patients(tmp_path):
         assert all(0.0 <= v <= 1.0 for v in res[which]["volume_dice"].values())
         n_slices = res[which]["tumour_slices"]["n"] + res[which]["empty_slices"]["n"]
         assert n_slices == len(expected["test"])
+
+
+def test_plain_loop_intensity_scales_as_the_bundle(tmp_path):
+    root = write_lgg(tmp_path / "kaggle_3m", n_cases=2)
+    cases = find_cases("lgg", root)
+    raw, _ = bench_lgg._load(cases, "fixed")
+    scaled, _ = bench_lgg._load(cases, "patient")
+    for c, r, x in zip(cases, raw, scaled):
+        scale = np.array(patient_percentiles(str(root / c["group"])))
+        np.testing.assert_allclose(x.numpy() * scale[:, None, None], r.numpy() * 255, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="intensity_norm must be one of fixed, patient"):
+        bench_lgg._load(cases, "slice")
 
 
 def _fold(volume_dice: dict, predicted_empty: int = 1, n_empty: int = 2) -> dict:
