@@ -1,7 +1,8 @@
 """The LGG bundle's recipe against a plain PyTorch loop under the same cross-validation (a benchmark, not a test).
 
     python -m pipeline.bench_lgg [--dataset_dir ../shared/data/lgg/kaggle_3m] [--folds 4] [--epochs 30]
-                                 [--network unet] [--out runs/bench_lgg] [--study runs/studies/lgg]
+                                 [--network unet] [--intensity_norm fixed] [--out runs/bench_lgg]
+                                 [--study runs/studies/lgg_intensity]
 
 The issue's reference figure (a plain UNet loop at about 0.64 volume Dice) was trained on all 16 patients and tested
 on other ones, which this data set does not hold. So the plain loop is run here under the study's protocol
@@ -17,6 +18,8 @@ sampling          every training slice once per epoch, shuffled   tumour slices 
 loss              BCE + Dice per slice (``DiceCELoss``)            BCE + Dice over the batch (``batch=True``)
 optimiser         Adam, fixed lr 1e-3                             AdamW 2e-3, weight decay 1e-4, cosine schedule
 augmentation      horizontal flip                                 flip, affine, FLAIR-only, intensity, contrast
+intensity         0..255 to 0..1 (``--intensity_norm patient``:     each channel over its 99th percentile in the
+                  the bundle's per-patient scale)                 patient (``--intensity_norm patient``, 0.6.0)
 ================  ==============================================  ==============================================
 
 Each fold's result is written to ``OUT/fold<k>.json`` as soon as it is done and reused by a rerun, so a stopped run
