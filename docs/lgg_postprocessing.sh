@@ -6,23 +6,22 @@
 #
 # For every finished run under runs/studies/lgg and every checkpoint (best.pt, last.pt) and --min_lesion_size, the
 # bundle's own evaluation writes <run>/post/<split>-<ckpt>-min<size>/; the table pools the patients of the four folds
-# per network (mean / median volume Dice, empty slices predicted empty). LGG is read from the study's dataset_dir.
+# per network (mean / median volume Dice, empty slices predicted empty). Each evaluation restores its run's settings.
 set -euo pipefail
 split=${1:-val}
 sizes=${2:-0 50 150 400}
 study=runs/studies/lgg
 for run in "$study"/network=*; do
     [ -f "$run/eval-test/metrics.json" ] || { echo "skip $run: not finished" >&2; continue; }
-    net=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['hyperparameters']['network'])" "$run/config.json")
-    fold=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['hyperparameters']['fold'])" "$run/config.json")
     for ckpt in best last; do
         for size in $sizes; do
             out=$run/post/$split-$ckpt-min$size
             [ -f "$out/metrics.json" ] && continue
             mkdir -p "$run/post"
+            # network, preprocessing, dataset and fold come from the run's record; the blob size is the variant
             python -m monai.bundle run evaluate --config_file bundles/lgg.json \
-                --dataset_dir ../shared/data/lgg/kaggle_3m --folds 4 --fold "$fold" --network "$net" --epochs 30 \
-                --ckpt "$run/models/$ckpt.pt" --split "$split" --min_lesion_size "$size" --output_dir "$out" \
+                --ckpt "$run/models/$ckpt.pt" --split "$split" --min_lesion_size "$size" --override_recorded true \
+                --output_dir "$out" \
                 > "$out.log" 2>&1 || { tail -20 "$out.log"; exit 1; }
         done
     done

@@ -68,12 +68,14 @@ def export(config_file: str, ckpt: str, out: str, overrides: dict | None = None,
     ckpt = existing_file(ckpt, "ckpt")
     parser = ConfigParser()
     parser.read_config(config_file)
+    parser["ckpt"] = ckpt  # the network and window are restored from the checkpoint's run record
     for k, v in (overrides or {}).items():
         parser[k] = v
     net = parser.get_parsed_content("network_def")
     load_network_weights(net, ckpt)
     net.eval()
-    shape = (int(parser.get_parsed_content("in_channels")), *map(int, parser.get_parsed_content("roi_size")))
+    resolved = parser.get_parsed_content("resolved")
+    shape = (int(resolved["in_channels"]), *map(int, resolved["roi_size"]))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():

@@ -63,10 +63,13 @@ def update_json(path: str | Path, **fields) -> dict:
 
 
 def start(output_dir: str, purpose: str, hyperparameters: dict, dataset: dict | None = None,
-          splits: dict | None = None, split_params: dict | None = None) -> Path:
-    """Create the run folder and record what the run is: command, hyperparameters, dataset (and whether it is
-    synthetic), the split case ids and, in distributed training, the number of processes. Returns the folder.
-    In distributed training only rank 0 writes."""
+          splits: dict | None = None, split_params: dict | None = None, bundle_file: str | None = None,
+          runtime: dict | None = None) -> Path:
+    """Create the run folder and record what the run is: command, every setting the workflow resolved
+    (``hyperparameters``: the bundle's settings with the overrides, and for evaluate / inference those restored
+    from the checkpoint's run), the bundle's components as written, the package version and git commit, dataset
+    (and whether it is synthetic), the split case ids and, in distributed training, the number of processes.
+    Returns the folder. In distributed training only rank 0 writes."""
     from .data import splits as splits_mod
     from .data.synthetic import is_synthetic
     from .distributed import is_main, world_size
@@ -79,7 +82,11 @@ def start(output_dir: str, purpose: str, hyperparameters: dict, dataset: dict | 
         "purpose": purpose,
         "started": datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
-        "hyperparameters": hyperparameters,
+        "hyperparameters": {k: v for k, v in hyperparameters.items() if k != RESTORED_FROM},
+        **({"restored_from": hyperparameters[RESTORED_FROM]} if RESTORED_FROM in hyperparameters else {}),
+        "overrides": _overrides(hyperparameters, bundle_file),
+        "runtime": runtime or {},
+        "provenance": provenance(bundle_file),
     }
     if world_size() > 1:
         import torch.distributed as dist
@@ -93,6 +100,138 @@ def start(output_dir: str, purpose: str, hyperparameters: dict, dataset: dict | 
     write_json(out / "config.json", info)
     logger.info("%s: writing to %s", purpose, out)
     return out
+
+
+RESTORED_FROM = "_restored_from_"
+# what a model was trained with and cannot be evaluated without: a contradicting override is an error
+MODEL_SETTINGS = ("network", "width", "network_kwargs", "in_channels", "out_channels", "image_size", "roi_size",
+                  "intensity_norm", "intensity_percentile", "threshold", "flip_tta", "keep_largest_component",
+                  "fill_holes", "min_lesion_size")
+# where the model's data came from: taken from the run unless given on the command line
+DATA_SETTINGS = ("dataset_dir", "layout", "layout_args")
+
+
+def _git_commit(root: Path) -> dict:
+    import subprocess
+
+    def git(*args) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        return {"git_commit": commit or None, "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))
+                if commit else None}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+
+
+def provenance(bundle_file: str | None = None) -> dict:
+    """Package versions, the git commit of this checkout (and whether it had uncommitted changes) and the bundle
+    file with its components as written (readers, augmentation, samplers: what a setting cannot say)."""
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    import platform
+
+    info = {"package": {n: version(n) for n in ("segpipe", "monai", "torch", "pytorch-ignite", "numpy")},
+            "python": platform.python_version(), **_git_commit(Path(__file__).resolve().parents[1])}
+    if bundle_file and Path(bundle_file).is_file():
+        from .bundles import COMPONENT_KEYS, own_part
+
+        own = own_part(json.loads(Path(bundle_file).read_text()))
+        info["bundle_file"] = str(bundle_file)
+        info["components"] = {k: own[k] for k in COMPONENT_KEYS if k in own}
+    return info
+
+
+def _overrides(settings: dict, bundle_file: str | None) -> dict:
+    """The settings whose value differs from what the bundle file (and the defaults it forwards) states."""
+    if not bundle_file or not Path(bundle_file).is_file():
+        return {}
+    from .bundles import file_values
+
+    stated = file_values(bundle_file)
+    return {k: v for k, v in settings.items() if k in stated and not _same(v, stated[k])}
+
+
+def find_record(ckpt) -> Path | None:
+    """The ``config.json`` of the training run a checkpoint belongs to: ``<run>/models/best.pt`` (or any file in
+    ``<run>/`` or ``<run>/models/``) -> ``<run>/config.json``; None for a file outside a run folder."""
+    path = Path(str(ckpt)).resolve()
+    for folder in (path.parent, path.parent.parent):
+        record = folder / "config.json"
+        if record.is_file():
+            try:
+                doc = json.loads(record.read_text())
+            except json.JSONDecodeError:
+                raise ValueError(f"{record}: the run record of --ckpt {ckpt} is not valid JSON") from None
+            if doc.get("purpose") == "training":
+                return record
+    return None
+
+
+def _same(a, b) -> bool:
+    def normal(v):
+        if isinstance(v, (list, tuple)):
+            return [normal(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): normal(x) for k, x in v.items()}
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        return v
+
+    return normal(a) == normal(b)
+
+
+def resolve(settings: dict, bundle_file: str, ckpt=None, override_recorded: bool = False) -> dict:
+    """The settings a workflow runs with. Training: the bundle's settings with the command line's overrides.
+    Evaluate / inference of a checkpoint inside a training run: the model's settings (:data:`MODEL_SETTINGS`) and
+    its data (:data:`DATA_SETTINGS`) come from that run's ``config.json``. A model setting given on the command
+    line that contradicts the record is an error naming both values, unless ``--override_recorded true``; a data
+    setting given on the command line (another ``--dataset_dir``) is used as given. A value equal to the bundle's
+    own default counts as not given."""
+    settings = dict(settings)
+    if ckpt is None or str(ckpt) == "" or not Path(str(ckpt)).is_file():
+        return settings  # a missing --ckpt is reported by the loader, naming the option
+    record = find_record(ckpt)
+    if record is None:
+        logger.warning("--ckpt %s is not inside a training run folder (no config.json beside it): evaluating with "
+                       "the bundle's settings and the command line's overrides", ckpt)
+        return settings
+    recorded = json.loads(record.read_text()).get("hyperparameters") or {}
+    from .bundles import file_values
+
+    stated = file_values(bundle_file)
+    # a model setting the bundle states as an expression (out_channels) cannot have been given: restore it; a data
+    # setting it states with references (NIfTI's layout_args from slice_axis) is taken as given: keep it
+    given = {k for k in settings if (k in stated and not _same(settings[k], stated[k]))
+             or (k in DATA_SETTINGS and k not in stated)}
+    problems, restored = [], []
+    for key in MODEL_SETTINGS + DATA_SETTINGS:
+        if key not in recorded or key not in settings or _same(settings[key], recorded[key]):
+            continue
+        if key in given:
+            if key in MODEL_SETTINGS and not override_recorded:
+                problems.append(f"--{key} {settings[key]!r} contradicts the run's {key} {recorded[key]!r}")
+            else:
+                logger.warning("--%s %r replaces the run's %s %r (%s)", key, settings[key], key, recorded[key], record)
+            continue
+        settings[key] = recorded[key]
+        restored.append(key)
+    if problems:
+        # SystemExit: MONAI's config parser does not wrap it, so the message is the last thing on screen
+        raise SystemExit(f"error: the checkpoint's run {record} was trained otherwise:\n  " + "\n  ".join(problems)
+                         + "\ndrop these overrides to evaluate the model as it was trained, or pass "
+                         "--override_recorded true to use them anyway")
+    if restored:
+        logger.info("restored from %s: %s", record, ", ".join(f"{k}={settings[k]!r}" for k in restored))
+    settings[RESTORED_FROM] = str(record)
+    return settings
 
 
 class Timer:

@@ -124,7 +124,7 @@ def ph2_hyperparameters():
 
     parser = ConfigParser()
     parser.read_config(ROOT / "bundles" / "ph2.json")
-    return dict(parser.get_parsed_content("hyperparameters"))
+    return dict(parser.get_parsed_content("settings"))
 
 
 @pytest.mark.parametrize("override, message", [

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,13 +133,26 @@ def test_missing_user_paths_are_errors(trained, tmp_path):
     assert "--ckpt: no such file" in error_chain(err.value)
 
 
-def test_monai_bundle_checks(tmp_path, monkeypatch):
-    """What ``python -m monai.bundle verify_metadata`` / ``verify_net_in_out`` run (README), called in process."""
+@pytest.mark.parametrize("bundle, channels", [("ph2", 3), ("lgg", 3), ("dsb2018", 3), ("nifti", 1)])
+def test_monai_bundle_checks(bundle, channels, tmp_path, monkeypatch):
+    """What ``python -m monai.bundle verify_metadata`` / ``verify_net_in_out`` run (README), called in process, for
+    every bundle: its own metadata validates against the schema in the repository and describes its own input, and
+    the ``_meta_`` that ``run`` sees (through bundles/metadata.json) is that bundle's."""
+    import jsonschema
     from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 
     monkeypatch.chdir(ROOT)
-    wf = ConfigWorkflow(config_file=BUNDLE, workflow_type="train", output_dir=str(tmp_path / "run"))
+    config, meta = f"bundles/{bundle}.json", f"configs/metadata/{bundle}.json"
+    wf = ConfigWorkflow(config_file=config, workflow_type="train", output_dir=str(tmp_path / "run"))
     wf.initialize()
     assert wf.check_properties() == []
-    verify_metadata(meta_file="configs/metadata.json", filepath="configs/metadata_schema.json")
-    verify_net_in_out("network_def", meta_file="configs/metadata.json", config_file=BUNDLE, n=16)
+    own = json.loads(Path(meta).read_text())
+    assert wf.parser.get_parsed_content("_meta_#task") == own["task"]
+    assert wf.parser.get_parsed_content("_meta_#version") == own["version"] in own["changelog"]
+    assert own["network_data_format"]["inputs"]["image"]["num_channels"] == channels
+    assert wf.parser.get_parsed_content("in_channels") == channels
+    verify_metadata(meta_file=meta, filepath="configs/metadata_schema.json")
+    verify_net_in_out("network_def", meta_file=meta, config_file=config, n=16)
+    broken = {k: v for k, v in own.items() if k != "version"}
+    with pytest.raises(jsonschema.ValidationError, match="'version' is a required property"):
+        jsonschema.validate(broken, json.loads(Path("configs/metadata_schema.json").read_text()))

@@ -20,7 +20,7 @@ def test_ckpt_export_every_network(network, tmp_path, monkeypatch):
     net = build_network(network, width=4).eval()
     torch.save(net.state_dict(), tmp_path / "best.pt")
     ckpt_export(net_id="network_def", filepath=str(tmp_path / "model.ts"), ckpt_file=str(tmp_path / "best.pt"),
-                meta_file="configs/metadata.json", config_file="bundles/ph2.json", network=network, width=4)
+                meta_file="configs/metadata/ph2.json", config_file="bundles/ph2.json", network=network, width=4)
     ts = torch.jit.load(str(tmp_path / "model.ts")).eval()
     x = torch.rand(1, 3, 61, 77)
     with torch.no_grad():
@@ -36,7 +36,7 @@ def test_inference_from_export_matches_checkpoint(tmp_path, monkeypatch):
     run_in_process("training", dataset_dir=data, epochs=1, batch_size=2, output_dir=tmp_path / "run", **common)
     best = tmp_path / "run" / "models" / "best.pt"
     run_bundle("ckpt_export", "network_def", "--filepath", tmp_path / "model.ts", "--ckpt_file", best,
-               "--meta_file", "configs/metadata.json", "--config_file", "bundles/ph2.json", "--width", 4)
+               "--meta_file", "configs/metadata/ph2.json", "--config_file", "bundles/ph2.json", "--width", 4)
     run_bundle("run", "inference", "--config_file", "bundles/ph2.json", "--width", 4, "--image_size", 128,
                "--roi_size", "[128,128]", "--ckpt", tmp_path / "model.ts", "--input_dir", data,
                "--output_dir", tmp_path / "ts")

@@ -394,7 +394,7 @@ def test_nifti_bundle_trains_evaluates_and_infers(tmp_path, monkeypatch):
     # one volume each (test split; a plain imagesTs-like folder for inference) and 64 px windows, to stay quick
     test_volume = sorted(volumes["test"])[0]
     shape = nib.load(str(synth / "imagesTr" / f"{test_volume}.nii.gz")).shape
-    axis0 = {"slice_axis": 0, "roi_size": [64, 64], **common}
+    axis0 = {"slice_axis": 0, "roi_size": [64, 64], "override_recorded": True, **common}  # 64: not as trained
     out = tmp_path / "eval-axis0"
     run("evaluate", dataset_dir=str(synth), split="test", ckpt=ckpt, output_dir=str(out), **axis0)
     rows = list(csv.DictReader(open(out / "per_group.csv")))
