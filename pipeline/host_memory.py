@@ -4,8 +4,8 @@ glibc's ``malloc`` serves large blocks (above a threshold that grows to at most 
 returns them with ``munmap`` when freed. PyTorch's CPU allocator has no cache of its own, so the activations and
 gradients of each training step (a 16-channel 256x256 batch of 8 is 33.5 MB) come back as new pages that the kernel
 must fault in and zero, page by page, at every step. On a virtual machine each fault is expensive; a plain PyTorch
-loop pays the same, and this switch is one of the levers the engine has over it (``python -m pipeline.bench
---levers`` measures it; figures in docs/performance.md).
+loop pays the same, and this switch is one of the levers the engine has over it (``python -m
+pipeline.bench.speed --levers`` measures it; figures in docs/performance.md).
 
 :func:`retain_freed_memory` tells glibc to serve every block from its heap (``M_MMAP_MAX = 0``) and not to give the
 heap's free top back to the system (``M_TRIM_THRESHOLD`` at its maximum): after the first step the same memory is

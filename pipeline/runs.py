@@ -71,7 +71,7 @@ def start(output_dir: str, purpose: str, hyperparameters: dict, dataset: dict | 
     (and whether it is synthetic), the split case ids and, in distributed training, the number of processes.
     Returns the folder. In distributed training only rank 0 writes."""
     from .data import splits as splits_mod
-    from .data.synthetic import is_synthetic
+    from .data.marker import is_synthetic
     from .distributed import is_main, world_size
 
     out = Path(output_dir)

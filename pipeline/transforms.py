@@ -280,7 +280,7 @@ class TrainCompose(Compose):
 
     Why: on 256x256 crops the metadata bookkeeping (affine and operation history per call, deep copies of the
     cached item) costs about twice the augmentation itself (about 6 ms against 2 ms per sample on one core), enough
-    to put the engine 15-20% behind a hand-written loop with a light network (``python -m pipeline.bench``).
+    to put the engine 15-20% behind a hand-written loop with a light network (``python -m pipeline.bench.speed``).
     Same transforms, same random draws, same values: only the tensor type differs. The chain must therefore not
     contain transforms that read metadata after its first random transform (spatial inversion, file names).
 

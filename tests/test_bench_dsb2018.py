@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import bench_dsb2018
+from pipeline.bench import dsb2018 as bench_dsb2018
 from pipeline.data import find_cases, splits
-from pipeline.data.dsb2018 import write_dsb2018
+from pipeline.data.synthetic import write_dsb2018
 
 
 def test_plain_loop_scores_the_bundles_test_images(tmp_path):

@@ -5,9 +5,10 @@ import csv
 import numpy as np
 import pytest
 
-from pipeline import bench_lgg
+from pipeline.bench import lgg as bench_lgg
 from pipeline.data import find_cases, splits
-from pipeline.data.lgg import patient_percentiles, write_lgg
+from pipeline.data.lgg import patient_percentiles
+from pipeline.data.synthetic import write_lgg
 
 
 def test_plain_loop_fold_scores_the_study_folds_test_patients(tmp_path):

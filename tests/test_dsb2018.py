@@ -12,7 +12,7 @@ from monai.data import MetaTensor
 from PIL import Image
 
 from pipeline.data import DatasetError, dsb2018, find_cases, find_inputs
-from pipeline.data.synthetic import WRITERS, is_synthetic
+from pipeline.data.synthetic import WRITERS, is_synthetic, write_dsb2018
 from pipeline.transforms import LoadMaskUniond
 
 from conftest import ROOT, SHARED, bundle_loader, needs
@@ -23,7 +23,7 @@ BUNDLE = ROOT / "bundles" / "dsb2018.json"
 
 @pytest.fixture(scope="module")
 def dsb_dir(tmp_path_factory):
-    return dsb2018.write_dsb2018(tmp_path_factory.mktemp("dsb") / "stage1_train", n_cases=5, seed=1)
+    return write_dsb2018(tmp_path_factory.mktemp("dsb") / "stage1_train", n_cases=5, seed=1)
 
 
 def union_of_files(paths) -> np.ndarray:
@@ -44,7 +44,7 @@ def test_find_cases_layout(dsb_dir):
         assert all(p.startswith(str(dsb_dir / cid / "masks")) and p.endswith(".png") for p in c["label"])
     # the parent of stage1_train is accepted too; the synthetic marker is recognised and not taken for a case
     assert dsb2018.find_cases(dsb_dir.parent) == cases
-    assert is_synthetic(dsb_dir) and WRITERS["dsb2018"] is dsb2018.write_dsb2018
+    assert is_synthetic(dsb_dir) and WRITERS["dsb2018"] is write_dsb2018
     assert [c["case_id"] for c in find_inputs(dsb_dir, "dsb2018")] == [c["case_id"] for c in cases]
 
 
@@ -66,8 +66,8 @@ def test_synthetic_set_looks_like_the_real_one(dsb_dir):
 
 
 def test_writer_is_deterministic(tmp_path):
-    a = dsb2018.write_dsb2018(tmp_path / "a", n_cases=2, seed=7)
-    b = dsb2018.write_dsb2018(tmp_path / "b", n_cases=2, seed=7)
+    a = write_dsb2018(tmp_path / "a", n_cases=2, seed=7)
+    b = write_dsb2018(tmp_path / "b", n_cases=2, seed=7)
     ca, cb = dsb2018.find_cases(a), dsb2018.find_cases(b)
     assert [c["case_id"] for c in ca] == [c["case_id"] for c in cb]
     for x, y in zip(ca, cb):

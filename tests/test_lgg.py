@@ -15,7 +15,7 @@ from PIL import Image
 
 from pipeline import metrics as M
 from pipeline.data import DatasetError, find_cases, find_inputs, lgg, splits
-from pipeline.data.synthetic import MARKER, is_synthetic
+from pipeline.data.synthetic import MARKER, is_synthetic, write_lgg
 
 from conftest import ROOT, SHARED, bundle_loader, needs
 
@@ -25,7 +25,7 @@ BUNDLE = ROOT / "bundles" / "lgg.json"
 
 @pytest.fixture(scope="module")
 def lgg_dir(tmp_path_factory):
-    return lgg.write_lgg(tmp_path_factory.mktemp("lgg") / "kaggle_3m", n_cases=4, seed=1)
+    return write_lgg(tmp_path_factory.mktemp("lgg") / "kaggle_3m", n_cases=4, seed=1)
 
 
 # --- reader ------------------------------------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def test_synthetic_sample(lgg_dir, tmp_path):
     tumour, brain = mask > 0, (img[..., 1] > 40) & (mask == 0)
     assert img[tumour, 1].mean() > 1.3 * img[brain, 1].mean()  # bright in FLAIR
     assert img[..., 0].mean() != img[..., 1].mean() != img[..., 2].mean()  # three different contrasts
-    again = lgg.write_lgg(tmp_path / "again", n_cases=1, seed=1)
+    again = write_lgg(tmp_path / "again", n_cases=1, seed=1)
     first = lgg.find_cases(again)[:3]
     for a, b in zip(first, cases):
         assert np.array_equal(np.asarray(Image.open(a["image"])), np.asarray(Image.open(b["image"])))

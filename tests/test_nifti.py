@@ -14,7 +14,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 
 from pipeline.data import LAYOUTS, DatasetError, find_cases, find_inputs, nifti, splits
-from pipeline.data.synthetic import MARKER, WRITERS, is_synthetic
+from pipeline.data.synthetic import MARKER, WRITERS, is_synthetic, write_nifti
 from pipeline.handlers import SliceStack
 
 from conftest import ROOT
@@ -24,7 +24,7 @@ BUNDLE = ROOT / "bundles" / "nifti.json"
 
 @pytest.fixture(scope="module")
 def nifti_dir(tmp_path_factory):
-    return nifti.write_nifti(tmp_path_factory.mktemp("nifti") / "Task00_Organ", n_cases=3, seed=1)
+    return write_nifti(tmp_path_factory.mktemp("nifti") / "Task00_Organ", n_cases=3, seed=1)
 
 
 def volume(path) -> np.ndarray:
@@ -172,7 +172,7 @@ def test_errors_name_the_files(nifti_dir, tmp_path):
 
 
 def test_synthetic_sample(nifti_dir, tmp_path):
-    assert WRITERS["nifti"] is nifti.write_nifti and is_synthetic(nifti_dir) and (nifti_dir / MARKER).is_file()
+    assert WRITERS["nifti"] is write_nifti and is_synthetic(nifti_dir) and (nifti_dir / MARKER).is_file()
     doc = json.loads((nifti_dir / "dataset.json").read_text())
     assert doc["numTraining"] == 3 and doc["labels"] == {"0": "background", "1": "organ"}
     for case in sorted({c["group"] for c in nifti.find_cases(nifti_dir)}):
@@ -188,10 +188,10 @@ def test_synthetic_sample(nifti_dir, tmp_path):
         present = "".join("1" if s else "0" for s in mask.any(axis=(0, 1)))
         assert present[0] == present[-1] == "0" and "0" not in present.strip("0")  # one contiguous run inside
         assert data[mask > 0].mean() > 1.5 * data[(mask == 0) & (data > 100)].mean()  # a bright organ
-    again = nifti.write_nifti(tmp_path / "again", n_cases=1, seed=1)
+    again = write_nifti(tmp_path / "again", n_cases=1, seed=1)
     np.testing.assert_array_equal(volume(again / "imagesTr" / "organ_001.nii.gz"),
                                   volume(nifti_dir / "imagesTr" / "organ_001.nii.gz"))
-    other = nifti.write_nifti(tmp_path / "other", n_cases=1, seed=2)
+    other = write_nifti(tmp_path / "other", n_cases=1, seed=2)
     assert not np.array_equal(volume(other / "labelsTr" / "organ_001.nii.gz"),
                               volume(nifti_dir / "labelsTr" / "organ_001.nii.gz"))
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import study as S
+from pipeline.bench import study as S
 
 from conftest import ROOT
 
@@ -140,14 +140,6 @@ def test_a_failed_run_is_reported_and_the_study_goes_on(tmp_path, monkeypatch):
     assert rows[0]["status"] == "failed" and rows[1]["status"] == "new"
 
 
-def test_bootstrap_ci():
-    lo, hi = S.bootstrap_ci([0.5] * 7)
-    assert lo == hi == 0.5
-    v = np.random.default_rng(1).normal(0.8, 0.1, 200)
-    lo, hi = S.bootstrap_ci(v)
-    assert lo < v.mean() < hi and 0.01 < hi - lo < 0.05  # about 2 * 1.96 * 0.1 / sqrt(200) = 0.028
-
-
 def test_report_from_fake_run_folders(tmp_path):
     study = make_study(tmp_path)
     a, b, c, d = S.expand(study)
@@ -216,7 +208,7 @@ grid:
     best = root / "loss=dice" / "models" / "best.pt"
     stamp = best.stat().st_mtime_ns
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="pipeline.study"):
+    with caplog.at_level(logging.INFO, logger="pipeline.bench.study"):
         assert S.main([str(path)]) == 0
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "loss=dice" in said and "training" not in said.replace("train.log", "")

@@ -1,9 +1,14 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data import ph2
+from pipeline.data import dsb2018, folder, lgg, marker, nifti, ph2
 from pipeline.data import synthetic as S
+
+from conftest import ROOT
 
 
 def test_dermoscopy_image_is_plausible_and_mask_exact():
@@ -59,3 +64,21 @@ def test_resolve_dataset_dir(tmp_path, caplog):
     real = tmp_path / "real"
     real.mkdir()
     assert S.resolve_dataset_dir(str(real), default, "ph2", synth) == str(real)
+
+
+def test_readers_only_read():
+    """Readers import the marker, never the synthetic package (whose writers import the readers' layout names), so
+    the package has no import cycle; the writers live in pipeline.data.synthetic only."""
+    code = ("import sys\n"
+            "from pipeline.data import dsb2018, folder, lgg, marker, nifti, ph2\n"
+            "print(sorted(m for m in sys.modules if m.startswith('pipeline.data.synthetic')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]"
+    for reader in (dsb2018, folder, lgg, nifti, ph2):
+        assert not [name for name in vars(reader) if name.startswith("write_")], reader.__name__
+    assert S.MARKER is marker.MARKER and S.is_synthetic is marker.is_synthetic
+    assert sorted(S.WRITERS) == ["dsb2018", "lgg", "nifti", "ph2"]
+    assert [S.WRITERS[k].__module__ for k in ("ph2", "lgg", "dsb2018", "nifti")] == [
+        "pipeline.data.synthetic.ph2", "pipeline.data.synthetic.lgg", "pipeline.data.synthetic.dsb2018",
+        "pipeline.data.synthetic.nifti"]

@@ -1,8 +1,8 @@
 """Studies: a grid of ordinary bundle runs, and the tables and plots that compare them.
 
-    python -m pipeline.study configs/studies/ph2.yaml            # train + evaluate what is missing, then report
-    python -m pipeline.study configs/studies/ph2.yaml --dry-run  # list the runs and their state
-    python -m pipeline.study configs/studies/ph2.yaml --report   # only (re)write the report
+    python -m pipeline.bench.study configs/studies/ph2.yaml            # train + evaluate what is missing, then report
+    python -m pipeline.bench.study configs/studies/ph2.yaml --dry-run  # list the runs and their state
+    python -m pipeline.bench.study configs/studies/ph2.yaml --report   # only (re)write the report
 
 A study file (YAML)::
 
@@ -29,7 +29,7 @@ The report, in the study folder:
   test IoU and Dice (mean, median, 95% bootstrap CI of the mean over test cases, or over patients for grouped data),
   HD95, the paired bootstrap difference to the reference run (the run with the best *validation* score, so the
   comparison is not chosen on the test set), training wall time, median epoch time, peak memory, and evaluation
-  time per full-resolution image.
+  time per full-resolution image. The statistics are ``pipeline.bench.stats``.
 - ``val_curves.png`` (each run's key validation metric per epoch, all runs) and ``test_scores.png`` (test score
   per run with CI bars).
 - TensorBoard HParams entries under ``<study>/hparams`` (``tensorboard --logdir <study>``).
@@ -50,10 +50,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.bench.stats import N_BOOTSTRAP, bootstrap_ci, paired_difference, unit_scores
+
 logger = logging.getLogger(__name__)
 
 EVAL_DIR = "eval-{split}"
-N_BOOTSTRAP = 10000
 
 
 @dataclass
@@ -225,29 +226,6 @@ def _failed(run: Run, what: str, rc: int, log: Path) -> str:
 
 # ----------------------------------------------------------------------------------------------------------- report
 
-def bootstrap_ci(values, n: int = N_BOOTSTRAP, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of ``values`` (resampling cases with replacement)."""
-    v = np.asarray(values, dtype=float)
-    if v.size == 0:
-        return float("nan"), float("nan")
-    means = v[np.random.default_rng(seed).integers(0, v.size, size=(n, v.size))].mean(1)
-    a = (1 - level) / 2
-    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
-
-
-def _scores(eval_dir: Path) -> tuple[str, dict[str, dict[str, float]]]:
-    """Per-unit scores of one evaluation: per patient volume for grouped data (``per_group.csv``), else per image.
-    Returns (unit, {"iou": {id: value}, "dice": {...}, "hd95": {...}})."""
-    grouped = eval_dir / "per_group.csv"
-    if grouped.is_file():
-        rows = list(csv.DictReader(open(grouped)))
-        return "patient", {"iou": {r["group"]: float(r["iou_volume"]) for r in rows},
-                           "dice": {r["group"]: float(r["dice_volume"]) for r in rows}}
-    rows = list(csv.DictReader(open(eval_dir / "per_case.csv")))
-    return "image", {k: {r["case_id"]: float(r[k]) for r in rows if r[k] not in ("", "nan")}
-                     for k in ("iou", "dice", "hd95")}
-
-
 def _params(ckpt: Path) -> int | None:
     import torch
 
@@ -286,7 +264,7 @@ def collect(study: Study) -> tuple[list[dict], dict]:
         eval_dir = run.folder / EVAL_DIR.format(split=study.split)
         evaluation = _read_json(eval_dir / "metrics.json")
         if evaluation:
-            unit, per_unit = _scores(eval_dir)
+            unit, per_unit = unit_scores(eval_dir)
             scores[run.name] = per_unit
             row.update({"unit": unit, "n_test": len(per_unit["dice"]),
                         "infer_s_per_image": evaluation.get("seconds_per_case"),
@@ -349,10 +327,8 @@ def _add_paired_differences(rows: list[dict], scores: dict, metric: str = "dice"
         mine = scores[r["run"]][metric]
         if set(mine) != set(ref_scores):
             continue  # different test sets: no paired comparison
-        ids = sorted(mine)
-        diff = np.array([mine[i] - ref_scores[i] for i in ids])
-        lo, hi = bootstrap_ci(diff)
-        r.update({f"d_{metric}": float(diff.mean()), f"d_{metric}_ci_low": lo, f"d_{metric}_ci_high": hi})
+        d = paired_difference(mine, ref_scores)
+        r.update({f"d_{metric}": d["mean"], f"d_{metric}_ci_low": d["ci"][0], f"d_{metric}_ci_high": d["ci"][1]})
 
 
 COLUMNS = ["run", "status", "params", "epochs", "best_epoch", "val_metric", "val_score", "unit", "n_test",
@@ -433,7 +409,7 @@ def write_markdown(study: Study, rows: list[dict], pooled_rows: list[dict] | Non
         f"{unit}s ({N_BOOTSTRAP} resamples). HD95 in pixels, cases with an empty mask left out.",
         "- d Dice: mean paired difference in test Dice to the reference run (★, best validation score) with its 95% "
         "paired bootstrap CI; an interval containing 0 means the data cannot tell the two apart.",
-        f"- Regenerate: `python -m pipeline.study {study.path or '<study file>'}` (finished runs are skipped; "
+        f"- Regenerate: `python -m pipeline.bench.study {study.path or '<study file>'}` (finished runs are skipped; "
         "`--report` rewrites this report only).", "",
     ]
     if pooled_rows:
@@ -533,7 +509,7 @@ def report(study: Study) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.study", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline.bench.study", description=__doc__.split("\n")[0])
     parser.add_argument("study", help="a study file, e.g. configs/studies/ph2.yaml")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
     parser.add_argument("--report", action="store_true", help="only write the report from the runs on disk")

@@ -1,6 +1,6 @@
-"""The benchmark's own pieces that decide its verdicts (the benchmark itself is not a test: it takes minutes)."""
+"""The speed benchmark's own pieces that decide its verdicts (the benchmark itself is not a test: it takes minutes)."""
 
-from pipeline import bench
+from pipeline.bench import speed as bench
 from pipeline.data.synthetic import write_ph2
 
 
@@ -40,6 +40,6 @@ def test_interleaved_engine_and_plain_loop_alternate_epochs(tmp_path):
 
 def test_plain_loop_epoch_sees_every_full_batch(tmp_path):
     root = write_ph2(tmp_path / "PH2Dataset", n_cases=10)
-    loop = bench.PlainLoop(str(root), "unet", epochs=1, batch_size=2, image_size=64, roi=64)
+    loop = bench.ph2_loop(str(root), "unet", epochs=1, batch_size=2, image_size=64, roi=64)
     out = loop.epoch()
-    assert out["images"] == len(loop.data) // 2 * 2 and len(out["step_s"]) == len(loop.data) // 2
+    assert out["images"] == loop.n_cases // 2 * 2 and len(out["step_s"]) == loop.n_cases // 2

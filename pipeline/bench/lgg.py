@@ -1,6 +1,6 @@
 """The LGG bundle's recipe against a plain PyTorch loop under the same cross-validation (a benchmark, not a test).
 
-    python -m pipeline.bench_lgg [--dataset_dir ../shared/data/lgg/kaggle_3m] [--folds 4] [--epochs 30]
+    python -m pipeline.bench.lgg [--dataset_dir ../shared/data/lgg/kaggle_3m] [--folds 4] [--epochs 30]
                                  [--network unet] [--intensity_norm fixed] [--out runs/bench_lgg]
                                  [--study runs/studies/lgg_intensity]
 
@@ -12,7 +12,7 @@ epochs) and the same scoring (``pipeline.metrics``: Dice per patient volume, eve
 is only what a plain loop does differently from the bundle's recipe:
 
 ================  ==============================================  ==============================================
-                  plain loop (this module)                        bundle recipe (``bundles/lgg.json``)
+                  plain loop (``pipeline.bench.plain_loop``)      bundle recipe (``bundles/lgg.json``)
 ================  ==============================================  ==============================================
 sampling          every training slice once per epoch, shuffled   tumour slices drawn half the time (weighted)
 loss              BCE + Dice per slice (``DiceCELoss``)            BCE + Dice over the batch (``batch=True``)
@@ -24,20 +24,21 @@ intensity         0..255 to 0..1 (``--intensity_norm patient``:     each channel
 
 Each fold's result is written to ``OUT/fold<k>.json`` as soon as it is done and reused by a rerun, so a stopped run
 resumes at the next fold. With ``--study`` the pooled per-patient scores are compared, paired by patient, with the
-study's runs evaluated on the test split (``python -m pipeline.study configs/studies/lgg.yaml``).
+study's runs evaluated on the test split (``python -m pipeline.bench.study configs/studies/lgg.yaml``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.metrics import case_record, slice_summaries, summarize, volume_record
+from pipeline.bench.plain_loop import PlainLoop, reuse_or_run
+from pipeline.bench.stats import bootstrap_ci, paired_difference, summarize, unit_scores
+from pipeline.metrics import case_record, slice_summaries, volume_record
 
 SPLIT = {"val_fraction": 0.15, "seed": 0}  # bundles/lgg.json: val_fraction, split_seed
 
@@ -83,61 +84,48 @@ def _volume_dice(cases: list[dict], pred: torch.Tensor, truth: torch.Tensor) -> 
     return out
 
 
+def _flipped(x: torch.Tensor, y: torch.Tensor):
+    """The plain loop's batches: the slices and masks at ``indices``, each flipped left-right with probability 1/2."""
+
+    def batch(indices: list[int], g: torch.Generator):
+        xb, yb = x[indices], y[indices]
+        flip = torch.rand(len(indices), generator=g) < 0.5
+        xb[flip], yb[flip] = xb[flip].flip(-1), yb[flip].flip(-1)
+        return xb, yb
+
+    return batch
+
+
 def train_fold(dataset_dir: str, fold: int, folds: int, network: str = "unet", epochs: int = 30,
                batch_size: int = 8, lr: float = 1e-3, val_interval: int = 2, width: int = 16, seed: int = 0,
                intensity_norm: str = "fixed") -> dict:
     """Train the plain loop on one fold's training patients, keep the epoch with the best validation volume Dice,
     and score the fold's test patients with it and with the last epoch."""
-    from monai.losses import DiceCELoss
-
     from pipeline.data import find_cases, splits
-    from pipeline.networks import build_network
 
-    torch.manual_seed(seed)
     split = splits.assign(find_cases("lgg", dataset_dir), folds=folds, fold=fold, **SPLIT)
     (x, y), (vx, vy) = _load(split["train"], intensity_norm), _load(split["val"], intensity_norm)
-    net = build_network(network, in_channels=3, out_channels=1, width=width)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    loss_fn, g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(seed)
-    best, best_state, curve, t0 = -1.0, None, [], time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        net.train()
-        order = torch.randperm(len(x), generator=g)
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            xb, yb = x[idx], y[idx]
-            flip = torch.rand(len(idx), generator=g) < 0.5
-            xb[flip], yb[flip] = xb[flip].flip(-1), yb[flip].flip(-1)
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(xb), yb).backward()
-            opt.step()
-        if epoch % val_interval == 0 or epoch == epochs:
-            score = float(np.mean(list(_volume_dice(split["val"], _predict(net, vx, batch_size), vy).values())))
-            curve.append({"epoch": epoch, "elapsed_s": round(time.perf_counter() - t0, 1), "val_volume_dice": score})
-            if score > best:
-                best, best_epoch = score, epoch
-                best_state = {k: v.clone() for k, v in net.state_dict().items()}
-    train_s = time.perf_counter() - t0
+    loop = PlainLoop(network, _flipped(x, y), len(x), batch_size=batch_size, width=width, lr=lr, seed=seed)
+
+    def validate(net):
+        return float(np.mean(list(_volume_dice(split["val"], _predict(net, vx, batch_size), vy).values())))
+
+    fitted = loop.fit(epochs, validate, val_interval, "val_volume_dice")
     tx, ty = _load(split["test"], intensity_norm)
-    out = {"fold": fold, "folds": folds, "network": network, "epochs": epochs, "intensity_norm": intensity_norm,
-           "train_s": round(train_s, 1),
-           "best_epoch": best_epoch, "val_volume_dice": best, "curve": curve,
-           "test_patients": sorted({c["group"] for c in split["test"]})}
-    for name, state in (("last", None), ("best", best_state)):
-        if state is not None:
-            net.load_state_dict(state)
+
+    def score(net):
         pred = _predict(net, tx, batch_size)
         records = [case_record(p, t, hd95=False) for p, t in zip(pred, ty)]
-        out[name] = {"volume_dice": _volume_dice(split["test"], pred, ty), **slice_summaries(records)}
-    return out
+        return {"volume_dice": _volume_dice(split["test"], pred, ty), **slice_summaries(records)}
+
+    return {"fold": fold, "folds": folds, "network": network, "epochs": epochs, "intensity_norm": intensity_norm,
+            **fitted, "test_patients": sorted({c["group"] for c in split["test"]}), **loop.last_and_best(score)}
 
 
 def compare(results: list[dict], study_dir: Path | None, which: str = "best") -> dict:
     """Pooled per-patient volume Dice of the plain loop, and, for each network of a study's evaluated runs, the
     recipe's mean minus the plain loop's on the same patients with a paired bootstrap 95% CI. The study's runs are
     pooled over folds and keyed by their other grid values (``network=unet``)."""
-    from pipeline.study import _scores, bootstrap_ci
-
     plain = {p: d for r in results for p, d in r[which]["volume_dice"].items()}
     empty = [r[which]["empty_slices"] for r in results]
     out = {"plain": {"n_patients": len(plain), **summarize(list(plain.values())),
@@ -153,15 +141,12 @@ def compare(results: list[dict], study_dir: Path | None, which: str = "best") ->
             continue
         # the study's runs pooled over folds: keyed by their other grid values (network=unet, intensity_norm=...)
         label = ",".join(kv for kv in eval_dir.parent.name.split(",") if not kv.startswith("fold=")) or "all"
-        runs.setdefault(label, {}).update(_scores(eval_dir)[1]["dice"])
+        runs.setdefault(label, {}).update(unit_scores(eval_dir)[1]["dice"])
     for label, scores in runs.items():
-        common = sorted(set(scores) & set(plain))
-        if not common:
-            continue
-        diff = [scores[p] - plain[p] for p in common]
-        out["recipe"][label] = {"n_patients": len(common), **summarize([scores[p] for p in common]),
-                                  "minus_plain": float(np.mean(diff)), "minus_plain_ci": bootstrap_ci(diff),
-                                  "patients_better": int(sum(d > 0 for d in diff))}
+        d = paired_difference(scores, plain)
+        if d["n"]:
+            out["recipe"][label] = {"n_patients": d["n"], **summarize([scores[p] for p in d["units"]]),
+                                    "minus_plain": d["mean"], "minus_plain_ci": d["ci"], "patients_better": d["better"]}
     return out
 
 
@@ -183,17 +168,11 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for fold in range(args.folds):
-        path = args.out / f"fold{fold}.json"
         params = {"network": args.network, "epochs": args.epochs, "folds": args.folds,
                   "intensity_norm": args.intensity_norm}
-        if path.is_file() and all({"intensity_norm": "fixed", **json.loads(path.read_text())}.get(k) == v
-                                  for k, v in params.items()):
-            res = json.loads(path.read_text())
-        else:
-            res = train_fold(args.dataset_dir, fold, args.folds, args.network, args.epochs, lr=args.lr,
-                             intensity_norm=args.intensity_norm)
-            res["lr"] = args.lr
-            path.write_text(json.dumps(res, indent=1))
+        res = reuse_or_run(args.out / f"fold{fold}.json", params, defaults={"intensity_norm": "fixed"},
+                           run=lambda: {**train_fold(args.dataset_dir, fold, args.folds, args.network, args.epochs,
+                                                     lr=args.lr, intensity_norm=args.intensity_norm), "lr": args.lr})
         results.append(res)
         print(f"fold {fold}: {res['train_s']:.0f}s, best epoch {res['best_epoch']} (val volume Dice "
               f"{res['val_volume_dice']:.3f}), test volume Dice best "

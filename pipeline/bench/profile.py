@@ -1,6 +1,6 @@
 """Parameters, FLOPs, CPU training throughput and inference latency of every registered network.
 
-    python -m pipeline.networks.profile [--width 16] [--out docs/networks.md]
+    python -m pipeline.bench.profile [--width 16] [--out docs/networks.md]
 
 FLOPs are counted by ``torch.utils.flop_counter`` for one forward pass of one 3-channel 256x256 image (a
 multiply-add counts as 2). Throughput: images/s of forward + backward + AdamW step on batches of 8 random 256x256
@@ -13,26 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 from datetime import date
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from pipeline.bench.timing import median_time
 from pipeline.networks import NETWORKS, build_network
-
-
-def _median_time(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def profile(name: str, width: int = 16, batch: int = 8, repeats: int = 5) -> dict:
@@ -55,13 +43,13 @@ def profile(name: str, width: int = 16, batch: int = 8, repeats: int = 5) -> dic
         loss.backward()
         opt.step()
 
-    train_s = _median_time(step, repeats)
+    train_s = median_time(step, repeats)
     net.eval()
     latency = {}
     for h, w in ((256, 256), (560, 768)):
         img = torch.rand(1, 3, h, w)
         with torch.inference_mode():
-            latency[f"{w}x{h}"] = _median_time(lambda: net(img), repeats)
+            latency[f"{w}x{h}"] = median_time(lambda: net(img), repeats)
     return {"network": name, "width": width, "params": params, "gflops_256": flops / 1e9,
             "train_img_per_s_256": batch / train_s, "latency_s": latency}
 
@@ -87,7 +75,7 @@ def main(argv=None) -> None:
     for name in args.networks:
         rows.append(profile(name, args.width, repeats=args.repeats))
         print(f"{name}: {rows[-1]}", flush=True)
-    header = (f"Measured {date.today()} with `python -m pipeline.networks.profile --width {args.width}` on "
+    header = (f"Measured {date.today()} with `python -m pipeline.bench.profile --width {args.width}` on "
               f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
               f"torch {torch.__version__}.")
     print("\n" + header + "\n\n" + to_markdown(rows))

@@ -1,12 +1,15 @@
 """Speed of the bundle's engine against a plain PyTorch loop on the same model and data (a benchmark, not a test).
 
-    python -m pipeline.bench [--dataset_dir ../shared/data/ph2/PH2Dataset] [--networks unet segnet] [--epochs 3]
-                             [--rounds 1] [--engine_overrides '{}'] [--json runs/bench.json]
-    python -m pipeline.bench --only_time_to_quality [--rounds 2] | --interleaved | --levers | --scaling
+    python -m pipeline.bench.speed [--dataset_dir ../shared/data/ph2/PH2Dataset] [--networks unet segnet]
+                                   [--epochs 3] [--rounds 1] [--engine_overrides '{}'] [--json runs/bench.json]
+    python -m pipeline.bench.speed --only_time_to_quality [--rounds 2] | --interleaved | --levers | --scaling
+
+(``python -m pipeline.bench`` is the same command.)
 
 1. Training throughput (images/s) of the PH2 bundle's ``SupervisedTrainer`` (its transforms, ``CacheDataset`` and
    ``DataLoader``) against a hand-written loop with the same network, batch size, crop, augmentation, loss and
-   optimiser, images decoded and resized once into memory as a careful hand-written loop would; the engine's time
+   optimiser (``pipeline.bench.plain_loop``), images decoded and resized once into memory as a careful hand-written
+   loop would; the engine's time
    waiting for data, in its training steps and in its epoch-end handlers is reported separately, the loop's step
    time too. The loop runs twice: as written (glibc's default allocator) and with the host-allocator setting the
    bundles turn on (``pipeline.host_memory``), so ``ratio`` is the engine against the loop a user would write and
@@ -27,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,7 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.networks.profile import _median_time
+from pipeline.bench.plain_loop import PlainLoop, random_crop, random_flips, read_image, stacked
+from pipeline.bench.timing import max_rss_mb, median_time, minor_faults
 
 BUNDLE = "bundles/ph2.json"
 
@@ -49,15 +52,6 @@ def _workflow(run_id: str, **overrides):
     wf = ConfigWorkflow(config_file=BUNDLE, workflow_type=None, run_id=run_id, logging_file=False, **overrides)
     wf.initialize()
     return wf
-
-
-def _max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _minor_faults() -> int:
-    """Minor page faults of this process so far: pages the kernel had to map (and zero) on first touch."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _cache_bytes(dataset) -> int:
@@ -82,7 +76,7 @@ def _epoch_clock(trainer) -> dict:
 
     @trainer.on(Events.EPOCH_STARTED)
     def _(engine):
-        clock.update(t0=time.perf_counter(), faults=_minor_faults(), images=0, data=0.0, steps=[])
+        clock.update(t0=time.perf_counter(), faults=minor_faults(), images=0, data=0.0, steps=[])
 
     @trainer.on(Events.GET_BATCH_STARTED)
     def _(engine):
@@ -122,7 +116,7 @@ def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> di
             stats["data_s"].append(clock["data"])
             stats["end_s"].append(now - clock["last_iteration"])
             stats["images"].append(clock["images"])
-            stats["faults"].append(_minor_faults() - clock["faults"])
+            stats["faults"].append(minor_faults() - clock["faults"])
             if engine.state.epoch > 1:  # after the warm-up epoch
                 stats["step_s"] += clock["steps"]
 
@@ -133,7 +127,7 @@ def engine_train(dataset_dir: str, network: str, epochs: int, **overrides) -> di
             "faults_per_image": sum(stats["faults"][1:-1]) / images,
             "epochs": epochs,
             "epoch_s": secs / epochs, "images_per_epoch": stats["images"][-1], "cached_cases": len(train_set),
-            "cache_mb": _cache_bytes(train_set) / 2**20, "max_rss_mb": _max_rss_mb()}
+            "cache_mb": _cache_bytes(train_set) / 2**20, "max_rss_mb": max_rss_mb()}
 
 
 def scaling(network: str, sizes=(25, 50, 100), rois=(128, 256), epochs: int = 2) -> list[dict]:
@@ -156,11 +150,7 @@ def scaling(network: str, sizes=(25, 50, 100), rois=(128, 256), epochs: int = 2)
 
 
 def _load_resized(path: str, size: int, rgb: bool) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        a = np.asarray(im.convert("RGB" if rgb else "L"), dtype=np.float32)
-    t = torch.from_numpy(a).permute(2, 0, 1) / 255.0 if rgb else torch.from_numpy(a)[None] / 255.0
+    t = read_image(path, rgb)
     if size:
         h, w = t.shape[1:]
         scale = size / max(h, w)
@@ -170,18 +160,9 @@ def _load_resized(path: str, size: int, rgb: bool) -> torch.Tensor:
 
 def _augment(img: torch.Tensor, lab: torch.Tensor, roi: int, g: torch.Generator):
     """The bundle's training augmentation, written with plain torch ops: pad, random crop, flips, rot90, intensity."""
-    h, w = img.shape[1:]
-    ph, pw = max(roi - h, 0), max(roi - w, 0)
-    if ph or pw:  # SpatialPadd pads symmetrically
-        pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
-        img, lab = F.pad(img, pad), F.pad(lab, pad)
-    h, w = img.shape[1:]
-    y, x = int(torch.randint(0, h - roi + 1, (1,), generator=g)), int(torch.randint(0, w - roi + 1, (1,), generator=g))
-    img, lab = img[:, y:y + roi, x:x + roi], lab[:, y:y + roi, x:x + roi]
+    img, lab = random_crop(img, lab, roi, g, centred=True)  # SpatialPadd pads symmetrically
     u = torch.rand(8, generator=g)
-    for i, dim in ((0, 1), (1, 2)):
-        if u[i] < 0.5:
-            img, lab = img.flip(dim), lab.flip(dim)
+    img, lab = random_flips(img, lab, u[:2])
     if u[2] < 0.5:
         k = int(torch.randint(1, 4, (1,), generator=g))
         img, lab = img.rot90(k, (1, 2)), lab.rot90(k, (1, 2))
@@ -196,67 +177,42 @@ def _augment(img: torch.Tensor, lab: torch.Tensor, roi: int, g: torch.Generator)
     return img, lab
 
 
-class PlainLoop:
-    """The bundle's training as a plain PyTorch loop (main-thread augmentation, no framework), one epoch per
-    :meth:`epoch` call: the 60 PH2 training images resized once into memory, batches of ``batch_size`` random
-    ``roi`` crops with the bundle's augmentation (:func:`_augment`), DiceCE, AdamW with a cosine schedule."""
+def ph2_loop(dataset_dir: str, network: str, epochs: int, batch_size: int = 8, image_size: int = 256,
+             roi: int = 256, lr: float = 2e-3) -> PlainLoop:
+    """The bundle's training as a plain PyTorch loop (``pipeline.bench.plain_loop``: main-thread augmentation, no
+    framework), one epoch per :meth:`~PlainLoop.epoch` call: the 60 PH2 training images resized once into memory,
+    batches of ``batch_size`` random ``roi`` crops with the bundle's augmentation (:func:`_augment`), the last partial
+    batch dropped, DiceCE, AdamW with a cosine schedule over ``epochs`` + 1."""
+    from pipeline.data import find_cases, splits
 
-    def __init__(self, dataset_dir: str, network: str, epochs: int, batch_size: int = 8, image_size: int = 256,
-                 roi: int = 256, lr: float = 2e-3):
-        from monai.losses import DiceCELoss
-
-        from pipeline.data import find_cases, splits
-        from pipeline.networks import build_network
-
-        torch.manual_seed(0)
-        cases = splits.assign(find_cases("ph2", dataset_dir))["train"]
-        self.data = [(_load_resized(c["image"], image_size, True), _load_resized(c["label"], image_size, False))
-                     for c in cases]
-        self.net = build_network(network, in_channels=3, out_channels=1, width=16)
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=1e-4)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, epochs + 1)
-        self.loss_fn, self.g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(0)
-        self.batch_size, self.roi = batch_size, roi
-
-    def epoch(self) -> dict:
-        """Train one epoch; its wall time, images, training-step times (forward to optimiser step) and page faults."""
-        t0, n, f0, steps = time.perf_counter(), 0, _minor_faults(), []
-        order = torch.randperm(len(self.data), generator=self.g).tolist()
-        self.net.train()
-        for i in range(0, len(order) - self.batch_size + 1, self.batch_size):
-            pairs = [_augment(*self.data[j], self.roi, self.g) for j in order[i:i + self.batch_size]]
-            x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-            t_step = time.perf_counter()
-            self.opt.zero_grad(set_to_none=True)
-            self.loss_fn(self.net(x), y).backward()
-            self.opt.step()
-            steps.append(time.perf_counter() - t_step)
-            n += len(pairs)
-        self.sched.step()
-        return {"s": time.perf_counter() - t0, "images": n, "step_s": steps, "faults": _minor_faults() - f0}
+    cases = splits.assign(find_cases("ph2", dataset_dir))["train"]
+    data = [(_load_resized(c["image"], image_size, True), _load_resized(c["label"], image_size, False))
+            for c in cases]
+    return PlainLoop(network, stacked(data, lambda img, lab, g: _augment(img, lab, roi, g)), len(data),
+                     batch_size=batch_size, drop_last=True, lr=lr, cosine_epochs=epochs + 1)
 
 
 def plain_train(dataset_dir: str, network: str, epochs: int, retain_freed_memory: bool = False, **kwargs) -> dict:
-    """Images/s of :class:`PlainLoop` over ``epochs`` epochs after one warm-up epoch. ``retain_freed_memory``: give
-    the loop the bundle's host-allocator setting (``pipeline.host_memory``), which a plain loop does not have; with
-    it the comparison isolates what the framework itself costs."""
+    """Images/s of the plain loop (:func:`ph2_loop`) over ``epochs`` epochs after one warm-up epoch.
+    ``retain_freed_memory``: give the loop the bundle's host-allocator setting (``pipeline.host_memory``), which a
+    plain loop does not have; with it the comparison isolates what the framework itself costs."""
     from pipeline.host_memory import retain_freed_memory as retain
 
     retain(retain_freed_memory)
-    loop = PlainLoop(dataset_dir, network, epochs, **kwargs)
+    loop = ph2_loop(dataset_dir, network, epochs, **kwargs)
     loop.epoch()  # warm-up
     done = [loop.epoch() for _ in range(epochs)]
     images = sum(e["images"] for e in done)
     return {"images_per_s": images / sum(e["s"] for e in done),
             "step_ms": 1e3 * float(np.median([t for e in done for t in e["step_s"]])),
             "faults_per_image": sum(e["faults"] for e in done) / images,
-            "epochs": epochs, "images_per_epoch": done[-1]["images"], "max_rss_mb": _max_rss_mb()}
+            "epochs": epochs, "images_per_epoch": done[-1]["images"], "max_rss_mb": max_rss_mb()}
 
 
 def interleaved_train(dataset_dir: str, network: str, epochs: int, **overrides) -> dict:
     """The engine and the plain loop in one process, their epochs alternated: after each epoch of the bundle's
-    trainer (timed from its start to the end of the bundle's own epoch-end handlers) one epoch of
-    :class:`PlainLoop` runs. Both sides see the same machine within seconds of each other and the same host
+    trainer (timed from its start to the end of the bundle's own epoch-end handlers) one epoch of the plain loop
+    (:func:`ph2_loop`) runs. Both sides see the same machine within seconds of each other and the same host
     allocator (the bundle's ``retain_freed_memory``, process-wide), so a drifting machine biases neither; the
     ratio of each pair of epochs is what the framework costs. The first pair is a warm-up; the engine's last epoch,
     which validates, is not timed."""
@@ -268,7 +224,7 @@ def interleaved_train(dataset_dir: str, network: str, epochs: int, **overrides) 
                        output_dir=tmp, **overrides)
         trainer = wf.parser.get_parsed_content("train#trainer")
         cfg = {k: wf.parser.get_parsed_content(k) for k in ("image_size", "roi_size", "batch_size", "lr")}
-        loop = PlainLoop(dataset_dir, network, epochs + 2, batch_size=int(cfg["batch_size"]),
+        loop = ph2_loop(dataset_dir, network, epochs + 2, batch_size=int(cfg["batch_size"]),
                          image_size=int(cfg["image_size"]), roi=int(cfg["roi_size"][0]), lr=float(cfg["lr"]))
         clock = _epoch_clock(trainer)
 
@@ -293,7 +249,7 @@ def interleaved_train(dataset_dir: str, network: str, epochs: int, **overrides) 
             "plain_images_per_s": float(np.median([p["plain_images_per_s"] for p in timed])),
             **{k: float(np.median([p[k] for p in timed])) for k in ("engine_data_ms", "plain_data_ms",
                                                                      "engine_step_ms", "plain_step_ms")},
-            "epochs": len(timed), "batch_size": loop.batch_size, "max_rss_mb": _max_rss_mb()}
+            "epochs": len(timed), "batch_size": loop.batch_size, "max_rss_mb": max_rss_mb()}
 
 
 LEVERS = ("fp32", "channels_last", "bf16_autocast", "channels_last_bf16", "compile")
@@ -370,7 +326,7 @@ def engine_time_to_quality(dataset_dir: str, network: str, epochs: int | None) -
     curve = [{"epoch": h["epoch"], "elapsed_s": h["elapsed_s"], "val_iou": h["val_iou"]} for h in history
              if "val_iou" in h]
     return {"curve": curve, "epochs": history[-1]["epoch"], "total_s": history[-1]["elapsed_s"],
-            "max_rss_mb": _max_rss_mb()}
+            "max_rss_mb": max_rss_mb()}
 
 
 def plain_time_to_quality(dataset_dir: str, network: str, epochs: int, lr: float = 1e-3, size: int = 256,
@@ -379,13 +335,9 @@ def plain_time_to_quality(dataset_dir: str, network: str, epochs: int, lr: float
     lost), a fixed learning rate, the loss and augmentation of :func:`plain_train`. Validated like the bundle: each
     validation image predicted at ``size`` x ``size``, the logits resized back to the source size, thresholded at 0
     (sigmoid 0.5), mean per-image IoU (``pipeline.metrics``); validation time counts, as it does for the bundle."""
-    from monai.losses import DiceCELoss
-
     from pipeline.data import find_cases, splits
     from pipeline.metrics import case_record
-    from pipeline.networks import build_network
 
-    torch.manual_seed(0)
     split = splits.assign(find_cases("ph2", dataset_dir))
 
     def squash(t, mode="area"):
@@ -394,27 +346,17 @@ def plain_time_to_quality(dataset_dir: str, network: str, epochs: int, lr: float
     train = [(squash(_load_resized(c["image"], 0, True)), (squash(_load_resized(c["label"], 0, False)) > 0.5).float())
              for c in split["train"]]
     val = [(squash(_load_resized(c["image"], 0, True)), _load_resized(c["label"], 0, False)) for c in split["val"]]
-    net = build_network(network, in_channels=3, out_channels=1, width=16)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    loss_fn, g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(0)
-    curve, t0 = [], time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        net.train()
-        order = torch.randperm(len(train), generator=g).tolist()
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            pairs = [_augment(*train[j], size, g) for j in order[i:i + batch_size]]
-            x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(x), y).backward()
-            opt.step()
-        if epoch % val_interval == 0 or epoch == epochs:
-            net.eval()
-            with torch.inference_mode():
-                ious = [case_record(F.interpolate(net(x[None]), size=y.shape[1:], mode="bilinear")[0] > 0, y,
-                                    hd95=False)["iou"] for x, y in val]
-            curve.append({"epoch": epoch, "elapsed_s": round(time.perf_counter() - t0, 2),
-                          "val_iou": float(np.mean(ious))})
-    return {"curve": curve, "epochs": epochs, "total_s": curve[-1]["elapsed_s"], "lr": lr, "max_rss_mb": _max_rss_mb()}
+    loop = PlainLoop(network, stacked(train, lambda img, lab, g: _augment(img, lab, size, g)), len(train),
+                     batch_size=batch_size, drop_last=True, lr=lr)
+
+    @torch.inference_mode()
+    def validate(net):
+        net.eval()
+        return float(np.mean([case_record(F.interpolate(net(x[None]), size=y.shape[1:], mode="bilinear")[0] > 0, y,
+                                          hd95=False)["iou"] for x, y in val]))
+
+    curve = loop.fit(epochs, validate, val_interval, "val_iou", digits=2)["curve"]
+    return {"curve": curve, "epochs": epochs, "total_s": curve[-1]["elapsed_s"], "lr": lr, "max_rss_mb": max_rss_mb()}
 
 
 def inference(image: str, image_size: int, network: str, ckpt: str | None) -> dict:
@@ -439,9 +381,9 @@ def inference(image: str, image_size: int, network: str, ckpt: str | None) -> di
     with torch.inference_mode():
         masks = {k: (fn() > 0) for k, fn in paths.items()}
         for k, fn in paths.items():
-            out[f"{k}_s"] = _median_time(fn, repeats=5, warmup=1)
+            out[f"{k}_s"] = median_time(fn, repeats=5, warmup=1)
             out[f"{k}_mask_disagreement"] = float((masks[k] != masks["bundle"]).float().mean())
-    out["max_rss_mb"] = _max_rss_mb()
+    out["max_rss_mb"] = max_rss_mb()
     return out
 
 
@@ -457,7 +399,8 @@ def _find_dsb_image(root: Path) -> str | None:
 
 def _run_part(args: list[str]) -> dict:
     """Run one measurement in a fresh interpreter (own peak memory, no state shared between measurements)."""
-    proc = subprocess.run([sys.executable, "-m", "pipeline.bench", "--part", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "pipeline.bench.speed", "--part", *args], capture_output=True,
+                          text=True)
     if proc.returncode:
         raise RuntimeError(f"bench part {args} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

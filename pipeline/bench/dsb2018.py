@@ -1,14 +1,15 @@
 """The DSB2018 bundle's recipe against a plain PyTorch loop on the same split (a benchmark, not a test).
 
-    python -m pipeline.study configs/studies/dsb2018_seeds.yaml        # the recipe, seeds 0-2 (evaluated on test)
-    python -m pipeline.bench_dsb2018 [--dataset_dir ../shared/data/dsb2018/stage1_train] [--seeds 0 1 2]
+    python -m pipeline.bench.study configs/studies/dsb2018_seeds.yaml  # the recipe, seeds 0-2 (evaluated on test)
+    python -m pipeline.bench.dsb2018 [--dataset_dir ../shared/data/dsb2018/stage1_train] [--seeds 0 1 2]
                                      [--out runs/bench_dsb2018] [--study runs/studies/dsb2018_seeds]
 
 The issue's reference (a plain UNet loop at about 0.82 mean per-image IoU) was trained on all 82 images and tested
 on other DSB images, which this data set does not hold. Here the plain loop trains on the bundle's split (seed 0:
 54 train, 11 validation, 17 test images) with the same network and width, epochs (100), batch size (8), 256x256
 random crops at source resolution, checkpoint choice (validation IoU every 5 epochs) and scoring
-(``pipeline.metrics``: IoU of the thresholded mask per image at full resolution). It does what a plain loop does:
+(``pipeline.metrics``: IoU of the thresholded mask per image at full resolution). It does what a plain loop does
+(``pipeline.bench.plain_loop``):
 pixels divided by 255, random crops with flips, per-image BCE + Dice, Adam at a fixed 1e-3, whole-image forward
 (padded to a multiple of 16) for validation and test. The recipe differs in percentile intensity scaling, rot90 and
 intensity augmentation, AdamW with a cosine schedule from 2e-3 and its sliding-window inference.
@@ -22,44 +23,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.metrics import case_record, summarize
+from pipeline.bench.plain_loop import PlainLoop, random_crop, random_flips, read_image, reuse_or_run, stacked
+from pipeline.bench.stats import paired_difference, summarize, unit_scores
+from pipeline.metrics import case_record
 
 SPLIT = {"val_fraction": 0.15, "test_fraction": 0.2, "seed": 0}  # bundles/dsb2018.json: fractions, split_seed
 
 
 def _load(cases: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    from PIL import Image
-
+    """(image over 255, union of the nucleus masks) per case, read once (a plain loop's cache)."""
     from pipeline.transforms import LoadMaskUniond
 
-    out = []
-    for c in cases:
-        with Image.open(c["image"]) as im:
-            x = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32)).permute(2, 0, 1) / 255.0
-        out.append((x, LoadMaskUniond.union(c["label"]).as_tensor()))
-    return out
+    return [(read_image(c["image"]), LoadMaskUniond.union(c["label"]).as_tensor()) for c in cases]
 
 
 def _crop(x: torch.Tensor, y: torch.Tensor, roi: int, g: torch.Generator):
-    h, w = x.shape[1:]
-    ph, pw = max(roi - h, 0), max(roi - w, 0)
-    if ph or pw:
-        x, y = F.pad(x, (0, pw, 0, ph)), F.pad(y, (0, pw, 0, ph))
-        h, w = x.shape[1:]
-    i, j = int(torch.randint(0, h - roi + 1, (1,), generator=g)), int(torch.randint(0, w - roi + 1, (1,), generator=g))
-    x, y = x[:, i:i + roi, j:j + roi], y[:, i:i + roi, j:j + roi]
-    flips = torch.rand(2, generator=g) < 0.5
-    for dim, f in zip((1, 2), flips):
-        if f:
-            x, y = x.flip(dim), y.flip(dim)
-    return x, y
+    """A random ``roi`` crop (zero-padded at the bottom and right where smaller) with random flips."""
+    x, y = random_crop(x, y, roi, g)
+    return random_flips(x, y, torch.rand(2, generator=g))
 
 
 @torch.inference_mode()
@@ -78,40 +65,17 @@ def train_seed(dataset_dir: str, seed: int, network: str = "unet", epochs: int =
                roi: int = 256, lr: float = 1e-3, val_interval: int = 5, width: int = 16) -> dict:
     """Train the plain loop once, keep the epoch with the best mean validation IoU, score the test images with it
     and with the last epoch."""
-    from monai.losses import DiceCELoss
-
     from pipeline.data import find_cases, splits
-    from pipeline.networks import build_network
 
-    torch.manual_seed(seed)
     split = splits.assign(find_cases("dsb2018", dataset_dir), **SPLIT)
     train, val = _load(split["train"]), _load(split["val"])
-    net = build_network(network, in_channels=3, out_channels=1, width=width)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    loss_fn, g = DiceCELoss(sigmoid=True), torch.Generator().manual_seed(seed)
-    best, best_epoch, best_state, curve, t0 = -1.0, 0, None, [], time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        net.train()
-        order = torch.randperm(len(train), generator=g).tolist()
-        for i in range(0, len(order), batch_size):
-            pairs = [_crop(*train[j], roi, g) for j in order[i:i + batch_size]]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(torch.stack([p[0] for p in pairs])), torch.stack([p[1] for p in pairs])).backward()
-            opt.step()
-        if epoch % val_interval == 0 or epoch == epochs:
-            score = float(np.mean(_ious(net, val)))
-            curve.append({"epoch": epoch, "elapsed_s": round(time.perf_counter() - t0, 1), "val_iou": score})
-            if score > best:
-                best, best_epoch = score, epoch
-                best_state = {k: v.clone() for k, v in net.state_dict().items()}
-    out = {"seed": seed, "network": network, "epochs": epochs, "lr": lr, "train_s": round(time.perf_counter() - t0, 1),
-           "best_epoch": best_epoch, "val_iou": best, "curve": curve}
+    loop = PlainLoop(network, stacked(train, lambda x, y, g: _crop(x, y, roi, g)), len(train), batch_size=batch_size,
+                     width=width, lr=lr, seed=seed)
+    out = {"seed": seed, "network": network, "epochs": epochs, "lr": lr,
+           **loop.fit(epochs, lambda net: float(np.mean(_ious(net, val))), val_interval, "val_iou")}
     test = _load(split["test"])
     ids = [c["case_id"] for c in split["test"]]
-    out["last"] = dict(zip(ids, _ious(net, test)))
-    net.load_state_dict(best_state)
-    out["best"] = dict(zip(ids, _ious(net, test)))
-    return out
+    return {**out, **loop.last_and_best(lambda net: dict(zip(ids, _ious(net, test))))}
 
 
 def _seed_means(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -123,21 +87,17 @@ def _seed_means(runs: list[dict[str, float]]) -> dict[str, float]:
 def compare(results: list[dict], study_dir: Path | None, which: str = "best") -> dict:
     """The plain loop's per-image IoU (averaged over its seeds), and the recipe's from a study's evaluated runs
     (averaged over theirs), paired by image."""
-    from pipeline.study import _scores, bootstrap_ci
-
     plain = _seed_means([r[which] for r in results])
     out = {"plain": {"runs": len(results), "per_run_mean": [float(np.mean(list(r[which].values()))) for r in results],
                      **summarize(list(plain.values()))}}
-    runs = [_scores(d)[1]["iou"] for d in sorted(Path(study_dir).glob("*/eval-test")) if (d / "per_case.csv").is_file()
-            ] if study_dir else []
+    evaluated = sorted(Path(study_dir).glob("*/eval-test")) if study_dir else []
+    runs = [unit_scores(d)[1]["iou"] for d in evaluated if (d / "per_case.csv").is_file()]
     if runs:
         recipe = _seed_means(runs)
-        common = sorted(set(recipe) & set(plain))
-        diff = [recipe[i] - plain[i] for i in common]
+        d = paired_difference(recipe, plain)
         out["recipe"] = {"runs": len(runs), "per_run_mean": [float(np.mean(list(r.values()))) for r in runs],
-                         **summarize([recipe[i] for i in common]), "n_images": len(common),
-                         "minus_plain": float(np.mean(diff)), "minus_plain_ci": bootstrap_ci(diff),
-                         "images_better": int(sum(d > 0 for d in diff))}
+                         **summarize([recipe[i] for i in d["units"]]), "n_images": d["n"],
+                         "minus_plain": d["mean"], "minus_plain_ci": d["ci"], "images_better": d["better"]}
     return out
 
 
@@ -156,13 +116,8 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for seed in args.seeds:
-        path = args.out / f"seed{seed}.json"
-        params = {"network": args.network, "epochs": args.epochs}
-        if path.is_file() and all(json.loads(path.read_text()).get(k) == v for k, v in params.items()):
-            res = json.loads(path.read_text())
-        else:
-            res = train_seed(args.dataset_dir, seed, args.network, args.epochs)
-            path.write_text(json.dumps(res, indent=1))
+        res = reuse_or_run(args.out / f"seed{seed}.json", {"network": args.network, "epochs": args.epochs},
+                           run=lambda: train_seed(args.dataset_dir, seed, args.network, args.epochs))
         results.append(res)
         print(f"seed {seed}: {res['train_s']:.0f}s, best epoch {res['best_epoch']} (val IoU {res['val_iou']:.3f}), "
               f"test IoU best {np.mean(list(res['best'].values())):.3f} / last "

@@ -1,27 +1,16 @@
-"""Small synthetic datasets written in the real on-disk layouts, so every bundle runs without real data.
-
-The images are drawn, not sampled from real patients: they exercise the readers, transforms, engines and reports
-end to end, and a network can learn them, but numbers measured on them say nothing about real data.
-"""
+"""Synthetic PH2 dermoscopy sample in the original layout (:mod:`pipeline.data.ph2` reads it)."""
 
 from __future__ import annotations
 
 import csv
-import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import dsb2018, ph2  # dsb2018 imports this module only inside its functions
-from . import lgg  # lgg imports this module only inside write_lgg
-from . import nifti  # nifti imports this module only inside write_nifti
-
-logger = logging.getLogger(__name__)
-
-MARKER = "SYNTHETIC.txt"
-BANNER = "#" * 100
+from ..marker import MARKER, marker_text
+from ..ph2 import CSV_NAME, IMAGES_DIR
+from .draw import smooth_noise
 
 
 def _blob(h: int, w: int, rng: np.random.Generator, cy: float, cx: float, radius: float) -> np.ndarray:
@@ -45,8 +34,7 @@ def dermoscopy_image(rng: np.random.Generator, height: int, width: int) -> tuple
     img = np.empty((height, width, 3), dtype=np.float32)
     img[:] = skin
     # low-frequency skin texture
-    coarse = rng.normal(0, 1, (height // 32 + 2, width // 32 + 2, 1)).astype(np.float32)
-    coarse_img = np.array(Image.fromarray(coarse[..., 0]).resize((width, height), Image.BICUBIC))[..., None]
+    coarse_img = smooth_noise(rng, height, width, cell=32)[..., None]
     img += 6 * coarse_img + rng.normal(0, 3, img.shape).astype(np.float32)
 
     radius = rng.uniform(0.14, 0.36) * min(height, width)
@@ -88,7 +76,7 @@ def write_ph2(root: str | Path, n_cases: int = 30, seed: int = 0) -> Path:
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
-    images = root / ph2.IMAGES_DIR
+    images = root / IMAGES_DIR
     rows = []
     for i in range(n_cases):
         cid = f"IMD{i + 1:03d}"
@@ -104,68 +92,8 @@ def write_ph2(root: str | Path, n_cases: int = 30, seed: int = 0) -> Path:
             case / f"{cid}_roi" / f"{cid}_R1_Label1.bmp"
         )
         rows.append((cid, int(rng.integers(0, 3)), int(rng.integers(0, 3))))
-    with open(root / ph2.CSV_NAME, "w", newline="") as f:
+    with open(root / CSV_NAME, "w", newline="") as f:
         csv.writer(f).writerows([("Name", "Clinical Diagnosis", "Asymmetry"), *rows])
-    (root / MARKER).write_text(_marker_text("ph2", n_cases=n_cases, seed=seed))
+    (root / MARKER).write_text(marker_text("ph2", n_cases=n_cases, seed=seed))
     return root
 
-
-def _marker_text(layout: str, **params) -> str:
-    args = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return (f"Synthetic {layout.upper()}-format sample written by pipeline.data.synthetic ({args}).\n"
-            "Not real data: metrics measured on it say nothing about real images.\n")
-
-
-WRITERS = {"ph2": write_ph2, "lgg": lgg.write_lgg, "dsb2018": dsb2018.write_dsb2018}
-WRITERS["nifti"] = nifti.write_nifti
-
-
-def is_synthetic(root: str | Path) -> bool:
-    root = Path(root)
-    return any((p / MARKER).is_file() for p in (root, *root.parents[:2]))
-
-
-def resolve_dataset_dir(dataset_dir: str, default_dir: str, layout: str, synthetic_dir: str, **kwargs) -> str:
-    """The folder a run reads: ``dataset_dir`` if it exists; if it is the bundle's default and absent, a synthetic
-    sample in ``synthetic_dir`` (written once, reused after). A user-given path that does not exist is an error.
-    In distributed training rank 0 resolves it (and writes the sample) before the other ranks."""
-    from ..distributed import main_process_first
-
-    with main_process_first():
-        return _resolve_dataset_dir(dataset_dir, default_dir, layout, synthetic_dir, **kwargs)
-
-
-def _resolve_dataset_dir(dataset_dir: str, default_dir: str, layout: str, synthetic_dir: str, **kwargs) -> str:
-    if Path(dataset_dir).exists():
-        if is_synthetic(dataset_dir):
-            _announce(dataset_dir, layout)
-        return str(dataset_dir)
-    if str(Path(dataset_dir)) != str(Path(default_dir)):
-        raise FileNotFoundError(f"dataset_dir does not exist: {dataset_dir}")
-    if layout not in WRITERS:
-        raise ValueError(f"no synthetic writer for layout {layout!r}; available: {sorted(WRITERS)}")
-    target = Path(synthetic_dir)
-    params = {"n_cases": 30, "seed": 0, **kwargs}
-    marker = target / MARKER
-    if not marker.is_file() or marker.read_text() != _marker_text(layout, **params):
-        tmp = target.with_name(target.name + ".partial")
-        for old in (tmp, target):
-            if old.exists():
-                shutil.rmtree(old)
-        WRITERS[layout](tmp, **params)
-        tmp.rename(target)  # a killed generator never leaves a half-written set that looks complete
-    _announce(target, layout, missing=dataset_dir)
-    return str(target)
-
-
-def _announce(path, layout: str, missing: str | None = None) -> None:
-    from ..distributed import is_main
-
-    if not is_main():  # distributed training: the banner once, from rank 0
-        return
-    why = f"the default dataset folder '{missing}' does not exist, so " if missing else ""
-    logger.warning(
-        "\n%s\n#  SYNTHETIC DATA: %sthis run uses the synthetic %s sample in '%s'.\n"
-        "#  Its metrics say nothing about real data. See data/README.md to get the real dataset.\n%s",
-        BANNER, why, layout.upper(), path, BANNER,
-    )
