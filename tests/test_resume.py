@@ -48,7 +48,8 @@ def test_sigkill_then_resume_reaches_the_planned_epoch(tmp_path):
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4, 5, 6] and metrics["completed"]
     last = torch.load(run / "models" / "last.pt", weights_only=True)
     assert last["trainer"]["iteration"] == 6 * last["trainer"]["epoch_length"]
-    assert last["best"]["metric"] == pytest.approx(max(h["val_iou"] for h in metrics["history"]))
+    (best_score, best_file), = last["best_checkpoint"]["_saved"]  # Ignite Checkpoint state of best.pt
+    assert best_file == "best.pt" and best_score == pytest.approx(max(h["val_iou"] for h in metrics["history"]))
 
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
@@ -108,7 +109,7 @@ def test_resume_with_other_epochs_continues_the_cosine_schedule_on_the_new_lengt
     for _ in range(2):
         opt.step()
         sched.step()
-    Checkpoints(tmp_path, {"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer})._save_last(
+    Checkpoints(tmp_path, {"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer}).last(
         trainer)
 
     net, opt, sched = _cosine_setup(new_epochs)  # what the bundle builds from --epochs new_epochs
@@ -128,3 +129,29 @@ def test_resume_with_other_epochs_continues_the_cosine_schedule_on_the_new_lengt
         lrs.append(opt.param_groups[0]["lr"])
     assert lrs == pytest.approx([closed_form(t) for t in range(2, new_epochs + 1)])
     assert lrs[-1] == pytest.approx(1e-4)  # ends at the minimum, never rises again
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_last_checkpoint(tmp_path, monkeypatch):
+    from ignite.engine import Engine
+
+    from pipeline.handlers import Checkpoints
+
+    net, opt, sched = _cosine_setup(4)
+    trainer = Engine(lambda engine, batch: None)
+    trainer.state.max_epochs, trainer.state.epoch, trainer.state.iteration, trainer.state.epoch_length = 4, 1, 1, 1
+    ckpt = Checkpoints(tmp_path, {"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer})
+    ckpt.last(trainer)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+
+    def killed(obj, f, **kwargs):  # a kill while the next checkpoint is being written
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    trainer.state.epoch, trainer.state.iteration = 2, 2
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.last(trainer)
+    monkeypatch.undo()
+    again = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert again["trainer"]["iteration"] == saved["trainer"]["iteration"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left behind

@@ -51,7 +51,7 @@ def test_overlay_summary_is_the_lossless_png_tensorboard_shows():
 
     from PIL import Image
 
-    from pipeline.handlers import _png_summary
+    from pipeline.handlers.overlays import _png_summary
 
     img = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     value = _png_summary("val/overlay/x", img).value[0]

@@ -1,0 +1,120 @@
+"""Per-case (and per-patient) scores of an evaluation, written as CSV, JSON and a sheet of the worst cases."""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import logging
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+
+from .. import metrics as M
+from ..runs import Timer, write_json
+from ..visualize import contact_sheet, overlay
+from .cases import as_mask, case_items, group_slice, slice_of, source_image, volume_source
+from .record import peak_memory
+from .volumes import SliceStack
+
+logger = logging.getLogger(__name__)
+
+
+class CaseMetricsWriter:
+    """Scores every case of an evaluation (see :mod:`pipeline.metrics`) and writes, in ``output_dir``:
+
+    - ``per_case.csv``: case_id, iou, dice, hd95, area_true, area_pred (sorted by case id)
+    - ``metrics.json``: mean / median / std / n of IoU, Dice and HD95, plus ``extra`` (checkpoint, split, ...)
+    - ``worst_cases.png``: the ``worst_k`` lowest-IoU cases with truth and prediction outlines
+
+    With ``group_metrics`` (sliced volumes: LGG), also, as Buda et al. report them (:mod:`pipeline.metrics`):
+
+    - ``per_group.csv``: group, n_slices, dice_volume, iou_volume, area_true, area_pred: each group's (patient's)
+      slices stacked in slice order and scored as one volume (sorted by group)
+    - in ``metrics.json``: ``groups`` (n, dice_volume and iou_volume summaries over patients), ``tumour_slices``
+      (IoU, Dice over the slices with non-empty truth) and ``empty_slices`` (n, predicted_empty, rate)
+
+    With ``volumes``: ``volumes/<group>.nii.gz``, the predicted masks of each group whose cases carry slice numbers,
+    stacked as in :class:`MaskWriter`.
+    """
+
+    def __init__(self, output_dir: str, worst_k: int = 8, extra: dict | None = None, group_metrics: bool = False,
+                 volumes: bool = False):
+        self.out, self.worst_k, self.extra = Path(output_dir), worst_k, extra or {}
+        self.group_metrics, self.volumes = bool(group_metrics), bool(volumes)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _started(self, engine: Engine) -> None:
+        self.records, self.worst, self.timer = [], [], Timer()
+        self.preds, self.truths = SliceStack(), SliceStack()
+
+    def _iteration(self, engine: Engine) -> None:
+        for case_id, path, o, b in case_items(engine, with_batch=True):
+            if "label" not in o:
+                raise KeyError(f"{case_id}: evaluation needs a label for every case ({path})")
+            pred, truth = as_mask(o["pred"]), as_mask(o["label"])
+            rec = {"case_id": case_id, **M.case_record(pred, truth)}
+            self.records.append(rec)
+            if self.group_metrics or self.volumes:
+                group, k = group_slice(b, case_id)
+                reference, axis = volume_source(b)
+                self.preds.add(group, k, case_id, pred, reference=reference, slice_axis=axis)
+                if self.group_metrics:
+                    self.truths.add(group, k, case_id, truth)
+            item = (-rec["iou"], case_id, (path, *slice_of(b, case_id)), pred, truth)
+            if len(self.worst) < self.worst_k:
+                heapq.heappush(self.worst, item)
+            else:
+                heapq.heappushpop(self.worst, item)
+
+    def _completed(self, engine: Engine) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.records.sort(key=lambda r: r["case_id"])
+        fields = ["case_id", "iou", "dice", "hd95", "area_true", "area_pred"]
+        with open(self.out / "per_case.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in self.records:
+                w.writerow({k: (f"{r[k]:.6f}" if isinstance(r[k], float) else r[k]) for k in fields})
+        summary = M.summarize_records(self.records)
+        doc = {**self.extra, "n_cases": len(self.records), "summary": summary}
+        if self.group_metrics:
+            doc.update(self._write_groups())
+        if self.volumes:
+            self.preds.write_volumes(self.out)
+        seconds = self.timer()
+        write_json(self.out / "metrics.json", {**doc, "seconds": round(seconds, 1),
+                                               "seconds_per_case": round(seconds / max(len(self.records), 1), 3),
+                                               **peak_memory(),
+                                               "metric_definition": "pipeline.metrics (thresholded, per image)"})
+        worst = sorted(self.worst, key=lambda t: (-t[0], t[1]))
+        if worst:
+            contact_sheet([overlay(source_image(*src), pred=pr, truth=tr) for _, _, src, pr, tr in worst],
+                          [f"{cid}  IoU {-niou:.3f}" for niou, cid, *_ in worst], self.out / "worst_cases.png")
+        logger.info("evaluated %d cases: IoU mean %.4f median %.4f | Dice mean %.4f median %.4f -> %s",
+                    len(self.records), summary["iou"]["mean"], summary["iou"]["median"], summary["dice"]["mean"],
+                    summary["dice"]["median"], self.out)
+
+    def _write_groups(self) -> dict:
+        """``per_group.csv`` and the group / tumour-slice / empty-slice summaries for ``metrics.json``."""
+        rows = [{"group": g, **M.volume_record(self.preds.volume(g), self.truths.volume(g))}
+                for g in sorted(self.truths.groups)]
+        fields = ["group", "n_slices", "dice_volume", "iou_volume", "area_true", "area_pred"]
+        with open(self.out / "per_group.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{r[k]:.6f}" if isinstance(r[k], float) else r[k]) for k in fields})
+        groups = M.summarize_groups(rows)
+        slices = M.slice_summaries(self.records)
+        logger.info("volume Dice over %d groups: mean %.4f median %.4f | tumour slices (%d): IoU mean %.4f | "
+                    "empty slices predicted empty: %d of %d", groups["n"], groups["dice_volume"]["mean"],
+                    groups["dice_volume"]["median"], slices["tumour_slices"]["n"],
+                    slices["tumour_slices"]["iou"]["mean"], slices["empty_slices"]["predicted_empty"],
+                    slices["empty_slices"]["n"])
+        return {"groups": groups, **slices,
+                "group_metric_definition": "pipeline.metrics.volume_record (Dice / IoU of each group's stacked "
+                                           "slices; tumour_slices: non-empty truth; empty_slices: empty truth)"}

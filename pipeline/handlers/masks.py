@@ -1,0 +1,75 @@
+"""Predicted masks, overlays and volumes written by ``inference``."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+from ignite.engine import Engine, Events
+from PIL import Image
+
+from ..visualize import load_rgb, overlay
+from .cases import as_mask, case_items, group_slice, volume_source
+from .volumes import SliceStack
+
+logger = logging.getLogger(__name__)
+
+
+class MaskWriter:
+    """Writes ``masks/<case_id>.png`` (0/255, the source image's exact size), ``overlays/<case_id>.png`` and
+    ``predictions.csv`` (case, source, size, predicted area) under ``output_dir``.
+
+    With ``volumes`` (sliced layouts: LGG) it also stacks each group's (patient's) predicted slice masks in slice
+    order and writes ``volumes/<group>.nii.gz`` with nibabel: uint8 0/1, shape (H, W, n_slices), identity affine
+    (voxel spacing unknown: the slices carry none). Inputs without a slice number (a flat folder of images) get
+    masks only. Slices of NIfTI volumes (cases with ``reference`` and ``slice_axis``: :mod:`pipeline.data.nifti`)
+    get their volume only, whatever ``volumes`` says: ``volumes/<case>.nii.gz`` with the source volume's shape,
+    affine and header (:meth:`SliceStack.like_reference`), and a row per slice in ``predictions.csv``.
+    """
+
+    def __init__(self, output_dir: str, overlays: bool = True, volumes: bool = False):
+        self.out, self.overlays, self.volumes = Path(output_dir), overlays, bool(volumes)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _started(self, engine: Engine) -> None:
+        self.rows, self.stack = [], SliceStack()
+
+    def _iteration(self, engine: Engine) -> None:
+        for case_id, path, o, b in case_items(engine, with_batch=True):
+            mask = as_mask(o["pred"])
+            reference, axis = volume_source(b)
+            if self.volumes or reference is not None:
+                self.stack.add(*group_slice(b, case_id), case_id, mask, reference=reference, slice_axis=axis)
+            if reference is not None:  # a slice of a NIfTI volume: the volume is written at the end
+                self.rows.append({"case_id": case_id, "source": path, "width": mask.shape[1],
+                                  "height": mask.shape[0], "area_pred": int(mask.sum())})
+                continue
+            (self.out / "masks").mkdir(parents=True, exist_ok=True)
+            with Image.open(path) as src:
+                if src.size != (mask.shape[1], mask.shape[0]):
+                    raise RuntimeError(f"{case_id}: predicted mask {mask.shape[::-1]} != source size {src.size}")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(self.out / "masks" / f"{case_id}.png")
+            if self.overlays:
+                (self.out / "overlays").mkdir(parents=True, exist_ok=True)
+                Image.fromarray(overlay(load_rgb(path), pred=mask)).save(self.out / "overlays" / f"{case_id}.png")
+            self.rows.append({"case_id": case_id, "source": path, "width": mask.shape[1], "height": mask.shape[0],
+                              "area_pred": int(mask.sum())})
+
+    def _completed(self, engine: Engine) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "predictions.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["case_id", "source", "width", "height", "area_pred"])
+            w.writeheader()
+            w.writerows(sorted(self.rows, key=lambda r: r["case_id"]))
+        n_masks = len(self.rows) - sum(len(self.stack.groups[g]) for g in self.stack.sources)
+        if n_masks or not self.stack.sources:
+            logger.info("wrote %d masks to %s", n_masks, self.out / "masks")
+        if self.volumes or self.stack.sources:
+            written = self.stack.write_volumes(self.out)
+            logger.info("wrote %d volumes to %s", len(written), self.out / "volumes")
