@@ -195,15 +195,20 @@ def resolve(settings: dict, bundle_file: str, ckpt=None, override_recorded: bool
     line that contradicts the record is an error naming both values, unless ``--override_recorded true``; a data
     setting given on the command line (another ``--dataset_dir``) is used as given. A value equal to the bundle's
     own default counts as not given."""
+    from . import crossval
+
     settings = dict(settings)
-    if ckpt is None or str(ckpt) == "" or not Path(str(ckpt)).is_file():
-        return settings  # a missing --ckpt is reported by the loader, naming the option
-    record = find_record(ckpt)
-    if record is None:
-        logger.warning("--ckpt %s is not inside a training run folder (no config.json beside it): evaluating with "
-                       "the bundle's settings and the command line's overrides", ckpt)
-        return settings
-    recorded = json.loads(record.read_text()).get("hyperparameters") or {}
+    if crossval.is_folder(ckpt):  # an ensemble: fold 0's training record with the settings chosen out-of-fold
+        record, recorded = crossval.record(ckpt)
+    else:
+        if ckpt is None or str(ckpt) == "" or not Path(str(ckpt)).is_file():
+            return settings  # a missing --ckpt is reported by the loader, naming the option
+        record = find_record(ckpt)
+        if record is None:
+            logger.warning("--ckpt %s is not inside a training run folder (no config.json beside it): evaluating "
+                           "with the bundle's settings and the command line's overrides", ckpt)
+            return settings
+        recorded = json.loads(record.read_text()).get("hyperparameters") or {}
     from .bundles import file_values
 
     stated = file_values(bundle_file)

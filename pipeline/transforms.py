@@ -256,6 +256,24 @@ class FillBinaryHolesd(MapTransform):
         return d
 
 
+def lesion_postprocessing(min_size: int = 0, keep_largest: bool = False, fill_holes: bool = False,
+                          keys: KeysCollection = "pred") -> list:
+    """The post-processing of a thresholded one-channel mask, in the order the bundles apply it: blobs smaller than
+    ``min_size`` pixels removed (8-connected in 2D), then only the largest component kept, then its holes filled.
+    One definition for the engines (``lesion_postprocessing`` in configs/engine.json) and for the choices made
+    out-of-fold (:mod:`pipeline.crossval`), so what was chosen is what runs."""
+    from monai.transforms import KeepLargestConnectedComponentd, RemoveSmallObjectsd
+
+    out = []
+    if min_size:
+        out.append(RemoveSmallObjectsd(keys=keys, min_size=int(min_size), connectivity=2))
+    if keep_largest:
+        out.append(KeepLargestConnectedComponentd(keys=keys, applied_labels=[1]))
+    if fill_holes:
+        out.append(FillBinaryHolesd(keys=keys))
+    return out
+
+
 def _plain(data):
     """The dict with its MetaTensors as plain tensors (sharing storage: no copy)."""
     if not isinstance(data, Mapping):

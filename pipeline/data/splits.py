@@ -94,6 +94,11 @@ def select_for_checkpoint(cases: list[dict], split: str, ckpt: str | None = None
     import logging
 
     log = logging.getLogger(__name__)
+    if ckpt and Path(ckpt).is_dir():
+        log.warning("--ckpt %s is a cross-validation folder: its fold models together trained on every case of the "
+                    "data they were cross-validated on; score the ensemble on other cases only (its honest score on "
+                    "those is the out-of-fold one in crossval.json)", ckpt)
+        return select(cases, split, **kwargs)
     saved = Path(ckpt).resolve().parent.parent / "splits.json" if ckpt else None
     if split == "all" or saved is None or not saved.is_file():
         return select(cases, split, **kwargs)

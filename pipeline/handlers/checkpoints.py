@@ -53,6 +53,11 @@ class WeightsLoader:
         if isinstance(self.network, torch.jit.ScriptModule):  # an exported .ts file: the weights came with it
             logger.info("using the exported TorchScript network %s", self.path)
             return
+        from ..networks.ensemble import FoldEnsemble
+
+        if isinstance(self.network, FoldEnsemble):  # a cross-validation folder: each fold's weights are loaded
+            logger.info("using the ensemble of the %d fold models of %s", len(self.network.members), self.path)
+            return
         load_network_weights(self.network, self.path, self.map_location)
         logger.info("loaded network weights from %s", self.path)
 

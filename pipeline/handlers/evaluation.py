@@ -7,7 +7,10 @@ import heapq
 import logging
 from pathlib import Path
 
+import numpy as np
+import torch
 from ignite.engine import Engine, Events
+from PIL import Image
 
 from .. import metrics as M
 from ..runs import Timer, write_json
@@ -35,12 +38,17 @@ class CaseMetricsWriter:
 
     With ``volumes``: ``volumes/<group>.nii.gz``, the predicted masks of each group whose cases carry slice numbers,
     stacked as in :class:`MaskWriter`.
+
+    With ``probabilities`` (``--save_probabilities true``: the engine keeps the foreground probability before the
+    threshold as ``probability``): ``probabilities/<case_id>.png``, the probability at full resolution as 8-bit
+    (``round(255 p)``), and ``truth/<case_id>.png`` (0/255), the label as it was scored; what cross-validation
+    chooses its threshold and post-processing from.
     """
 
     def __init__(self, output_dir: str, worst_k: int = 8, extra: dict | None = None, group_metrics: bool = False,
-                 volumes: bool = False):
+                 volumes: bool = False, probabilities: bool = False):
         self.out, self.worst_k, self.extra = Path(output_dir), worst_k, extra or {}
-        self.group_metrics, self.volumes = bool(group_metrics), bool(volumes)
+        self.group_metrics, self.volumes, self.probabilities = bool(group_metrics), bool(volumes), bool(probabilities)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
@@ -50,6 +58,7 @@ class CaseMetricsWriter:
     def _started(self, engine: Engine) -> None:
         self.records, self.worst, self.timer = [], [], Timer()
         self.preds, self.truths = SliceStack(), SliceStack()
+        self.index = []
 
     def _iteration(self, engine: Engine) -> None:
         for case_id, path, o, b in case_items(engine, with_batch=True):
@@ -57,6 +66,10 @@ class CaseMetricsWriter:
                 raise KeyError(f"{case_id}: evaluation needs a label for every case ({path})")
             pred, truth = as_mask(o["pred"]), as_mask(o["label"])
             rec = {"case_id": case_id, **M.case_record(pred, truth)}
+            if self.probabilities:
+                self._write_probability(case_id, o, truth)
+                self.index.append({"case_id": case_id, "group": group_slice(b, case_id)[0],
+                                   "slice": "" if group_slice(b, case_id)[1] is None else group_slice(b, case_id)[1]})
             self.records.append(rec)
             if self.group_metrics or self.volumes:
                 group, k = group_slice(b, case_id)
@@ -70,6 +83,15 @@ class CaseMetricsWriter:
             else:
                 heapq.heappushpop(self.worst, item)
 
+    def _write_probability(self, case_id: str, o: dict, truth: np.ndarray) -> None:
+        if "probability" not in o:
+            raise KeyError(f"{case_id}: no probability kept (the engine keeps it with --save_probabilities true)")
+        p = o["probability"]
+        p = (p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else np.asarray(p)).squeeze(0)
+        for folder, img in (("probabilities", np.rint(np.clip(p, 0, 1) * 255)), ("truth", truth * 255)):
+            (self.out / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img.astype(np.uint8)).save(self.out / folder / f"{case_id}.png")
+
     def _completed(self, engine: Engine) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         self.records.sort(key=lambda r: r["case_id"])
@@ -79,6 +101,11 @@ class CaseMetricsWriter:
             w.writeheader()
             for r in self.records:
                 w.writerow({k: (f"{r[k]:.6f}" if isinstance(r[k], float) else r[k]) for k in fields})
+        if self.probabilities:
+            with open(self.out / "probabilities" / "index.csv", "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=["case_id", "group", "slice"])
+                w.writeheader()
+                w.writerows(sorted(self.index, key=lambda r: r["case_id"]))
         summary = M.summarize_records(self.records)
         doc = {**self.extra, "n_cases": len(self.records), "summary": summary}
         if self.group_metrics:

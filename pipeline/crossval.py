@@ -1,0 +1,292 @@
+"""Cross-validation as a workflow: k fold models over all the data, their out-of-fold predictions, the inference
+choices made on those predictions, and a folder that ``evaluate`` and ``inference`` take as one ensemble model.
+
+    python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --output_dir runs/ph2-cv
+    python -m monai.bundle run inference --config_file bundles/ph2.json --ckpt runs/ph2-cv --input_dir new/
+
+Every case is in the test side of exactly one fold (case-level folds; patient-level where cases have a group: LGG,
+NIfTI; :func:`pipeline.data.splits.assign`); each fold trains on the rest, validating on ``val_fraction`` of its own
+training side. A fold is an ordinary training run in ``<cv>/fold_<k>/`` (``python -m monai.bundle run training
+--folds K --fold k``, a subprocess, its log in ``train.log``), so a rerun with the same ``--output_dir`` skips the
+finished folds and resumes a killed one from its ``last.pt``.
+
+Each fold model then predicts its own test fold (out-of-fold) with ``best.pt`` and ``last.pt``, flip test-time
+augmentation off and on, keeping the foreground probability (``<cv>/fold_<k>/oof-<ckpt>-tta<0|1>/probabilities``).
+On these out-of-fold probabilities, one setting at a time and in this order, each choice is kept only where it
+raises the out-of-fold mean of the bundle's key metric (per image IoU; per patient volume Dice with
+``group_metrics``): the checkpoint (``best.pt`` unless ``last.pt`` scores higher), flip TTA, the threshold, the
+minimum object size, keeping the largest component, filling holes. Post-processing is the engines' own
+(:func:`pipeline.transforms.lesion_postprocessing`). ``<cv>/crossval.json`` records the folds, every trial (mean,
+paired bootstrap CI of the change, kept or not), the chosen settings and the out-of-fold score with the chosen
+settings (mean, median, n and bootstrap CI); ensemble inference applies the chosen settings without flags.
+``<cv>/oof/`` holds the out-of-fold probability and mask of every case under the chosen settings.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+CV_FILE = "crossval.json"
+DEFAULT_FOLDS = 5
+# what a fold run must not inherit from the cross-validation command (the driver sets or controls them)
+NOT_FORWARDED = ("folds", "fold", "ckpt", "split", "input_dir", "resume", "override_recorded", "save_probabilities",
+                 "output_dir")
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+MIN_SIZES = (0, 16, 64, 256, 1024)
+# the settings cross-validation chooses and ensemble inference applies
+CHOSEN = ("checkpoint", "flip_tta", "threshold", "min_lesion_size", "keep_largest_component", "fill_holes")
+
+
+def is_folder(path) -> bool:
+    return path is not None and str(path) != "" and Path(str(path)).is_dir() and (Path(str(path)) / CV_FILE).is_file()
+
+
+def read(folder) -> dict:
+    return json.loads((Path(folder) / CV_FILE).read_text())
+
+
+def fold_checkpoints(folder) -> list[Path]:
+    """The chosen checkpoint of every fold of a finished cross-validation folder."""
+    doc = read(folder)
+    if "chosen" not in doc:
+        raise SystemExit(f"error: {Path(folder) / CV_FILE}: the cross-validation has not finished (no chosen "
+                         "settings yet); run it again with the same --output_dir to complete it")
+    paths = [Path(folder) / f"fold_{k}" / "models" / doc["chosen"]["checkpoint"] for k in range(doc["folds"])]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"error: {folder}: missing fold checkpoints {missing}")
+    return paths
+
+
+def record(folder) -> tuple[Path, dict]:
+    """The training record of fold 0 (every fold was trained with the same settings) and the settings chosen
+    out-of-fold, for :func:`pipeline.runs.resolve`."""
+    doc = read(folder)
+    chosen = {k: v for k, v in doc.get("chosen", {}).items() if k != "checkpoint"}
+    path = Path(folder) / "fold_0" / "config.json"
+    hyper = json.loads(path.read_text()).get("hyperparameters") or {}
+    return Path(folder) / CV_FILE, {**hyper, **chosen}
+
+
+# ---------------------------------------------------------------------------------------------------- the workflow
+
+def run(bundle_file: str, settings: dict, output_dir: str) -> dict:
+    """Train the folds that are not finished, predict out-of-fold, choose and record. Returns the record."""
+    from .runs import _overrides
+
+    folds = int(settings.get("folds") or 0) or DEFAULT_FOLDS
+    if folds < 2:
+        raise SystemExit(f"error: --folds {folds}: cross-validation needs at least 2 folds")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = {k: v for k, v in _overrides(settings, bundle_file).items() if k not in NOT_FORWARDED}
+    doc = read(out) if (out / CV_FILE).is_file() else {}
+    if doc and (doc.get("folds") != folds or doc.get("overrides") != _jsonable(overrides)):
+        raise SystemExit(f"error: {out} holds a cross-validation with folds={doc.get('folds')} and overrides "
+                         f"{doc.get('overrides')}; this command asks for folds={folds} and {_jsonable(overrides)}. "
+                         "Give another --output_dir, or the same settings to continue it")
+    doc = {"bundle_file": bundle_file, "folds": folds, "overrides": _jsonable(overrides), "fold_runs": {}}
+    _write(out, doc)
+    for k in range(folds):
+        doc["fold_runs"][str(k)] = _train_fold(bundle_file, out / f"fold_{k}", folds, k, overrides)
+        _write(out, doc)
+    key, grouped = settings.get("key_metric", "val_iou"), bool(_as_bool(settings.get("group_metrics", False)))
+    variants = {}
+    for ckpt in ("best.pt", "last.pt"):
+        for tta in (False, True):
+            variants[(ckpt, tta)] = [_predict_oof(bundle_file, out / f"fold_{k}", ckpt, tta) for k in range(folds)]
+    doc.update(choose(variants, grouped=grouped, key_metric=key))
+    _write_oof(out, variants[(doc["chosen"]["checkpoint"], doc["chosen"]["flip_tta"])], doc["chosen"])
+    _write(out, doc)
+    s = doc["oof_score"]
+    logger.info("cross-validation %s: out-of-fold %s mean %.4f median %.4f (n %d, 95%% CI %.4f..%.4f); chosen %s",
+                out, s["metric"], s["mean"], s["median"], s["n"], s["ci"][0], s["ci"][1], doc["chosen"])
+    logger.info("ensemble inference: python -m monai.bundle run inference --config_file %s --ckpt %s --input_dir "
+                "<images>", bundle_file, out)
+    return doc
+
+
+def _as_bool(v) -> bool:
+    from .runs import as_bool
+
+    return as_bool(v, "group_metrics")
+
+
+def _jsonable(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=str))
+
+
+def _write(out: Path, doc: dict) -> None:
+    from .runs import write_json
+
+    write_json(out / CV_FILE, doc)
+
+
+def _cli(overrides: dict) -> list[str]:
+    """``--key value`` pairs as ``python -m monai.bundle`` (fire) parses them back into the same Python values."""
+    args = []
+    for key, value in overrides.items():
+        args += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    return args
+
+
+def _train_fold(bundle_file: str, folder: Path, folds: int, fold: int, overrides: dict) -> str:
+    """Bring one fold's training run to completion: skipped when finished, resumed from ``last.pt`` when killed,
+    started again when killed before its first checkpoint."""
+    metrics = folder / "metrics.json"
+    if metrics.is_file() and json.loads(metrics.read_text()).get("completed") is True:
+        return "done"
+    resume = (folder / "models" / "last.pt").is_file()
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", bundle_file, "--folds",
+           str(folds), "--fold", str(fold), "--output_dir", str(folder), *_cli(overrides),
+           *(["--resume", "true"] if resume else [])]
+    folder.mkdir(parents=True, exist_ok=True)
+    logger.info("fold %d of %d: training (%s), log %s", fold, folds, "resuming" if resume else "new",
+                folder / "train.log")
+    with open(folder / "train.log", "a") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ}).returncode
+    if rc != 0:
+        tail = "".join((folder / "train.log").read_text().splitlines(keepends=True)[-5:])
+        raise SystemExit(f"error: fold {fold} training failed (exit {rc}); see {folder / 'train.log'}:\n{tail}")
+    return "trained"
+
+
+def _predict_oof(bundle_file: str, fold_dir: Path, ckpt: str, tta: bool) -> Path:
+    """The fold model's probabilities on its own test fold (in process: one evaluation is seconds of work next to
+    the interpreter start of a subprocess)."""
+    out = fold_dir / f"oof-{Path(ckpt).stem}-tta{int(tta)}"
+    if (out / "metrics.json").is_file() and (out / "probabilities" / "index.csv").is_file():
+        return out
+    from monai.bundle import ConfigWorkflow
+
+    logger.info("%s: out-of-fold predictions with %s, flip TTA %s", fold_dir.name, ckpt, "on" if tta else "off")
+    wf = ConfigWorkflow(config_file=bundle_file, workflow_type=None, run_id="evaluate", logging_file=False,
+                        ckpt=str(fold_dir / "models" / ckpt), split="test", output_dir=str(out),
+                        save_probabilities=True)
+    wf.initialize()
+    # TTA set on the inferer itself: --flip_tta on the command line would be checked against the fold's record
+    wf.parser["validate#inferer#enabled"] = tta
+    wf.run()
+    wf.finalize()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ the choices
+
+def _load(folders: list[Path]) -> list[dict]:
+    from PIL import Image
+
+    cases = []
+    for folder in folders:
+        for row in csv.DictReader(open(folder / "probabilities" / "index.csv")):
+            cid = row["case_id"]
+            cases.append({"case_id": cid, "group": row["group"], "slice": row["slice"],
+                          "prob": np.asarray(Image.open(folder / "probabilities" / f"{cid}.png")),
+                          "truth": np.asarray(Image.open(folder / "truth" / f"{cid}.png")) > 0})
+    return cases
+
+
+def apply(prob_u8: np.ndarray, threshold: float, min_lesion_size: int = 0, keep_largest_component: bool = False,
+          fill_holes: bool = False) -> np.ndarray:
+    """The engines' threshold and post-processing on an 8-bit probability (``AsDiscreted``: ``p >= threshold``)."""
+    import torch
+
+    from .transforms import lesion_postprocessing
+
+    mask = torch.from_numpy((prob_u8.astype(np.float32) / 255.0 >= threshold)[None].astype(np.float32))
+    d = {"pred": mask}
+    for t in lesion_postprocessing(min_lesion_size, keep_largest_component, fill_holes):
+        d = t(d)
+    p = d["pred"]
+    return (p.numpy() if hasattr(p, "numpy") else np.asarray(p))[0] > 0
+
+
+def _scores(cases: list[dict], masks: list[np.ndarray], grouped: bool) -> dict[str, float]:
+    """Per unit: IoU per image (empty vs empty = 1), or Dice per group volume (:func:`pipeline.metrics`)."""
+    from . import metrics as M
+
+    if not grouped:
+        out = {}
+        for c, m in zip(cases, masks):
+            inter, union = np.count_nonzero(m & c["truth"]), np.count_nonzero(m | c["truth"])
+            out[c["case_id"]] = 1.0 if union == 0 else inter / union
+        return out
+    counts: dict[str, np.ndarray] = {}
+    for c, m in zip(cases, masks):
+        counts.setdefault(c["group"], np.zeros(3))[:] += (np.count_nonzero(m & c["truth"]), np.count_nonzero(m),
+                                                          np.count_nonzero(c["truth"]))
+    return {g: float(M.dice_from_counts(*v)) for g, v in counts.items()}
+
+
+def choose(variants: dict, grouped: bool, key_metric: str = "val_iou") -> dict:
+    """The choices, one setting at a time, each kept only where it raises the out-of-fold mean."""
+    from .bench.stats import bootstrap_ci, paired_difference
+
+    loaded = {v: _load(folders) for v, folders in variants.items()}
+    current = {"checkpoint": "best.pt", "flip_tta": False, "threshold": 0.5, "min_lesion_size": 0,
+               "keep_largest_component": False, "fill_holes": False}
+
+    def score(s: dict) -> dict[str, float]:
+        cases = loaded[(s["checkpoint"], s["flip_tta"])]
+        masks = [apply(c["prob"], s["threshold"], s["min_lesion_size"], s["keep_largest_component"], s["fill_holes"])
+                 for c in cases]
+        return _scores(cases, masks, grouped)
+
+    candidates = [("checkpoint", ["last.pt"]), ("flip_tta", [True]), ("threshold", [t for t in THRESHOLDS if t != 0.5]),
+                  ("min_lesion_size", [m for m in MIN_SIZES if m]), ("keep_largest_component", [True]),
+                  ("fill_holes", [True])]
+    base = score(current)
+    trials = []
+    for name, values in candidates:
+        best_value, best_scores = None, base
+        for value in values:
+            s = score({**current, name: value})
+            diff = paired_difference(s, base)
+            kept = float(np.mean(list(s.values()))) > float(np.mean(list(best_scores.values())))
+            trials.append({"setting": name, "value": value, "from": current[name],
+                           "oof_mean": float(np.mean(list(s.values()))), "change": diff["mean"],
+                           "change_ci": diff["ci"], "better_units": diff["better"], "n": diff["n"]})
+            if kept:
+                best_value, best_scores = value, s
+        if best_value is not None:
+            current[name], base = best_value, best_scores
+        for t in trials:
+            if t["setting"] == name:
+                t["kept"] = best_value is not None and t["value"] == best_value
+    values = list(base.values())
+    metric = "volume_dice" if grouped else "iou"
+    return {"chosen": current, "trials": trials, "key_metric": key_metric,
+            "oof_score": {"metric": metric, "unit": "patient" if grouped else "image", "n": len(values),
+                          "mean": float(np.mean(values)), "median": float(np.median(values)),
+                          "ci": list(bootstrap_ci(values)), "per_unit": dict(sorted(base.items()))}}
+
+
+def _write_oof(out: Path, folders: list[Path], chosen: dict) -> None:
+    """``<cv>/oof/probabilities/<case>.png`` and ``<cv>/oof/masks/<case>.png`` of every case, with the chosen
+    settings (the masks are what the out-of-fold score counts)."""
+    import shutil
+
+    from PIL import Image
+
+    for sub in ("probabilities", "masks"):
+        (out / "oof" / sub).mkdir(parents=True, exist_ok=True)
+    for folder in folders:
+        for row in csv.DictReader(open(folder / "probabilities" / "index.csv")):
+            cid = row["case_id"]
+            src = folder / "probabilities" / f"{cid}.png"
+            shutil.copyfile(src, out / "oof" / "probabilities" / f"{cid}.png")
+            mask = apply(np.asarray(Image.open(src)), chosen["threshold"], chosen["min_lesion_size"],
+                         chosen["keep_largest_component"], chosen["fill_holes"])
+            Image.fromarray(mask.astype(np.uint8) * 255).save(out / "oof" / "masks" / f"{cid}.png")

@@ -1,0 +1,140 @@
+"""Cross-validation (``run cross_validation``): folds over all cases, out-of-fold probabilities, choices kept only
+where they raise the out-of-fold mean, and the folder used as one ensemble model by evaluate and inference."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_bundle, run_in_process
+from pipeline import crossval
+from pipeline.data.synthetic import write_ph2
+
+
+def _disc(h=40, w=40, r=10, cy=20, cx=20):
+    yy, xx = np.mgrid[:h, :w]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def _variant(folder, cases):
+    """An out-of-fold folder as evaluate writes it with --save_probabilities true."""
+    (folder / "probabilities").mkdir(parents=True)
+    (folder / "truth").mkdir()
+    with open(folder / "probabilities" / "index.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["case_id", "group", "slice"])
+        w.writeheader()
+        for cid, prob, truth in cases:
+            Image.fromarray(prob.astype(np.uint8)).save(folder / "probabilities" / f"{cid}.png")
+            Image.fromarray(truth.astype(np.uint8) * 255).save(folder / "truth" / f"{cid}.png")
+            w.writerow({"case_id": cid, "group": cid, "slice": ""})
+    return folder
+
+
+def test_choices_are_kept_only_where_they_raise_the_out_of_fold_mean(tmp_path):
+    truth = _disc()
+    good, worse = [], []
+    for k in range(6):
+        prob = np.where(truth, 150, 20)  # 0.59 inside: a threshold of 0.6 or 0.7 loses the lesion
+        prob[18:23, 18:23] = 20  # a hole the truth does not have
+        if k % 2:
+            prob[2:5, 2:5] = 150  # a 9-pixel blob away from the lesion
+        good.append((f"c{k}", prob, truth))
+        worse.append((f"c{k}", np.where(_disc(r=6), 150, 20), truth))
+    variants = {("best.pt", False): [_variant(tmp_path / "b0", good)],
+                ("best.pt", True): [_variant(tmp_path / "b1", worse)],
+                ("last.pt", False): [_variant(tmp_path / "l0", worse)],
+                ("last.pt", True): [_variant(tmp_path / "l1", worse)]}
+    doc = crossval.choose(variants, grouped=False)
+    chosen = doc["chosen"]
+    assert chosen["checkpoint"] == "best.pt" and chosen["flip_tta"] is False
+    assert chosen["threshold"] in (0.3, 0.4, 0.5) and chosen["fill_holes"] is True
+    # the blob goes by the minimum size (tried first); the largest component then adds nothing and is not kept
+    assert chosen["min_lesion_size"] == 16 and chosen["keep_largest_component"] is False
+    assert doc["oof_score"]["mean"] == pytest.approx(1.0) and doc["oof_score"]["n"] == 6
+    as_cases = [{"case_id": cid, "truth": t} for cid, _, t in good]
+    raw = np.mean(list(crossval._scores(as_cases, [p >= 128 for _, p, _ in good], grouped=False).values()))
+    assert doc["oof_score"]["mean"] > raw  # the chosen post-processing is what raised it
+    kept = {(t["setting"], t["value"]) for t in doc["trials"] if t["kept"]}
+    assert kept == {("min_lesion_size", 16), ("fill_holes", True)} | (
+        {("threshold", chosen["threshold"])} if chosen["threshold"] != 0.5 else set())
+    assert all(t["change"] <= 0 for t in doc["trials"] if t["setting"] in ("checkpoint", "flip_tta"))
+
+
+def test_grouped_scores_are_per_volume_dice():
+    t = _disc()
+    cases = [{"case_id": "a_1", "group": "a", "truth": t}, {"case_id": "a_2", "group": "a", "truth": np.zeros_like(t)}]
+    masks = [t, t]  # the second slice predicts a lesion where there is none
+    dice = crossval._scores(cases, masks, grouped=True)["a"]
+    n = t.sum()
+    assert dice == pytest.approx(2 * n / (2 * n + n))
+
+
+@pytest.fixture(scope="module")
+def cross_validated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cv")
+    data = write_ph2(tmp / "PH2Dataset", n_cases=8, seed=3)
+    cv = tmp / "cv"
+    args = ["run", "cross_validation", "--config_file", "bundles/ph2.json", "--dataset_dir", data, "--folds", 2,
+            "--epochs", 2, "--val_interval", 1, "--width", 4, "--image_size", 64, "--roi_size", "[64,64]",
+            "--batch_size", 2, "--output_dir", cv]
+    first = run_bundle(*args, timeout=900)
+    return {"data": data, "cv": cv, "args": args, "log": first.stdout + first.stderr}
+
+
+def test_cross_validation_tests_every_case_once_and_records_its_choices(cross_validated):
+    cv = cross_validated["cv"]
+    doc = json.loads((cv / "crossval.json").read_text())
+    assert doc["folds"] == 2 and set(doc["chosen"]) == set(crossval.CHOSEN)
+    tested = [json.loads((cv / f"fold_{k}" / "splits.json").read_text())["test"] for k in range(2)]
+    cases = sorted(p.name for p in (cross_validated["data"] / "PH2 Dataset images").iterdir())
+    assert sorted(tested[0] + tested[1]) == cases and not set(tested[0]) & set(tested[1])
+    for k in range(2):  # each fold trained and validated away from its own test fold
+        split = json.loads((cv / f"fold_{k}" / "splits.json").read_text())
+        assert not set(split["train"] + split["val"]) & set(split["test"]) and split["val"]
+    assert sorted(p.stem for p in (cv / "oof" / "masks").iterdir()) == cases
+    assert sorted(p.stem for p in (cv / "oof" / "probabilities").iterdir()) == cases
+    s = doc["oof_score"]
+    assert s["n"] == len(cases) and s["ci"][0] <= s["mean"] <= s["ci"][1]
+    assert s["mean"] == pytest.approx(np.mean(list(s["per_unit"].values())))
+
+
+def test_saved_probabilities_reproduce_the_evaluation(cross_validated):
+    """The 8-bit probabilities, thresholded and post-processed as the fold run was evaluated, give the IoU its
+    evaluation wrote per case (so the choices are made on what the engine does)."""
+    for k in range(2):
+        folder = cross_validated["cv"] / f"fold_{k}" / "oof-best-tta0"
+        hyper = json.loads((folder / "config.json").read_text())["hyperparameters"]
+        cases = crossval._load([folder])
+        masks = [crossval.apply(c["prob"], hyper["threshold"], hyper["min_lesion_size"],
+                                hyper["keep_largest_component"], hyper["fill_holes"]) for c in cases]
+        ours = crossval._scores(cases, masks, grouped=False)
+        engine = {r["case_id"]: float(r["iou"]) for r in csv.DictReader(open(folder / "per_case.csv"))}
+        assert ours.keys() == engine.keys()
+        assert max(abs(ours[c] - engine[c]) for c in ours) < 0.02  # 8-bit quantisation of p near the threshold
+
+
+def test_a_second_run_skips_the_finished_folds(cross_validated):
+    again = run_bundle(*cross_validated["args"], timeout=600)
+    doc = json.loads((cross_validated["cv"] / "crossval.json").read_text())
+    assert doc["fold_runs"] == {"0": "done", "1": "done"}
+    assert "training (new)" not in again.stdout + again.stderr
+
+
+def test_other_settings_for_an_existing_folder_are_an_error(cross_validated):
+    args = [a if a != 4 else 8 for a in cross_validated["args"]]  # --width 8
+    proc = run_bundle(*args, check=False, timeout=300)
+    assert proc.returncode != 0 and "Give another --output_dir" in (proc.stdout + proc.stderr).splitlines()[-1]
+
+
+def test_the_folder_evaluates_as_an_ensemble_with_its_chosen_settings(cross_validated, tmp_path):
+    cv = cross_validated["cv"]
+    chosen = json.loads((cv / "crossval.json").read_text())["chosen"]
+    run_in_process("evaluate", ckpt=cv, dataset_dir=cross_validated["data"], split="all", output_dir=tmp_path / "e")
+    hyper = json.loads((tmp_path / "e" / "config.json").read_text())["hyperparameters"]
+    assert {k: hyper[k] for k in crossval.CHOSEN if k != "checkpoint"} == {
+        k: v for k, v in chosen.items() if k != "checkpoint"}
+    assert hyper["width"] == 4 and hyper["image_size"] == 64  # restored from the folds' record
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["n_cases"] == 8
