@@ -132,7 +132,7 @@ def _write(out: Path, doc: dict) -> None:
     write_json(out / CV_FILE, doc)
 
 
-def _cli(overrides: dict) -> list[str]:
+def cli_args(overrides: dict) -> list[str]:
     """``--key value`` pairs as ``python -m monai.bundle`` (fire) parses them back into the same Python values."""
     args = []
     for key, value in overrides.items():
@@ -148,7 +148,7 @@ def _train_fold(bundle_file: str, folder: Path, folds: int, fold: int, overrides
         return "done"
     resume = (folder / "models" / "last.pt").is_file()
     cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", bundle_file, "--folds",
-           str(folds), "--fold", str(fold), "--output_dir", str(folder), *_cli(overrides),
+           str(folds), "--fold", str(fold), "--output_dir", str(folder), *cli_args(overrides),
            *(["--resume", "true"] if resume else [])]
     folder.mkdir(parents=True, exist_ok=True)
     logger.info("fold %d of %d: training (%s), log %s", fold, folds, "resuming" if resume else "new",

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pipeline.bench import study as S
+from pipeline.crossval import cli_args
 
 from conftest import ROOT
 
@@ -33,7 +34,7 @@ def test_grid_expands_in_order_with_fixed_overrides(tmp_path):
 
 
 def test_cli_values_parse_back_to_the_same_python_values():
-    args = S._cli({"lr": 1e-4, "roi_size": [128, 128], "loss": "bce", "loss_kwargs": {"batch": True}})
+    args = cli_args({"lr": 1e-4, "roi_size": [128, 128], "loss": "bce", "loss_kwargs": {"batch": True}})
     assert args == ["--lr", "0.0001", "--roi_size", "[128, 128]", "--loss", "bce", "--loss_kwargs", "{'batch': True}"]
 
 

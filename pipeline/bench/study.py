@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.bench.stats import N_BOOTSTRAP, bootstrap_ci, paired_difference, unit_scores
+from pipeline.crossval import cli_args
 
 logger = logging.getLogger(__name__)
 
@@ -139,14 +140,6 @@ def expand(study: Study) -> list[Run]:
     return runs
 
 
-def _cli(overrides: dict) -> list[str]:
-    """``--key value`` pairs as ``python -m monai.bundle`` (fire) parses them back into the same Python values."""
-    args = []
-    for key, value in overrides.items():
-        args += [f"--{key}", value if isinstance(value, str) else repr(value)]
-    return args
-
-
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -203,14 +196,14 @@ def execute(study: Study, run: Run) -> str:
     if current in ("new", "partial"):
         logger.info("%s: training (%s)", run.name, "resuming" if current == "partial" else "new")
         rc = _bundle(study, "run", "training", "--config_file", study.bundle, "--output_dir", run.folder,
-                     *_cli(run.overrides), *(["--resume", "true"] if current == "partial" else []),
+                     *cli_args(run.overrides), *(["--resume", "true"] if current == "partial" else []),
                      log=run.folder / "train.log")
         if rc != 0:
             return _failed(run, "training", rc, run.folder / "train.log")
     logger.info("%s: evaluating on %s", run.name, study.split)
     eval_dir = run.folder / EVAL_DIR.format(split=study.split)
     rc = _bundle(study, "run", "evaluate", "--config_file", study.bundle, "--output_dir", eval_dir,
-                 "--ckpt", run.folder / "models" / "best.pt", "--split", study.split, *_cli(run.overrides),
+                 "--ckpt", run.folder / "models" / "best.pt", "--split", study.split, *cli_args(run.overrides),
                  log=run.folder / "evaluate.log")
     if rc != 0:
         return _failed(run, "evaluation", rc, run.folder / "evaluate.log")
