@@ -138,3 +138,15 @@ def test_the_folder_evaluates_as_an_ensemble_with_its_chosen_settings(cross_vali
     assert hyper["width"] == 4 and hyper["image_size"] == 64  # restored from the folds' record
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert metrics["n_cases"] == 8
+
+
+def test_the_accuracy_report_scores_the_plain_loop_on_the_same_folds(cross_validated):
+    from pipeline.bench import accuracy
+
+    cv = cross_validated["cv"]
+    res = accuracy.report(cv, epochs=1, size=32)
+    assert res["bundle"]["n"] == res["plain"]["n"] == res["difference"]["n"] == 8
+    tested = {cid for k in range(2) for cid in json.loads((cv / "plain" / f"fold_{k}.json").read_text())["test_iou"]}
+    assert tested == set(json.loads((cv / "crossval.json").read_text())["oof_score"]["per_unit"])
+    text = accuracy.markdown(res, "python -m pipeline.bench.accuracy --cv X")
+    assert f"{res['bundle']['mean']:.3f}" in text and f"{res['plain']['mean']:.3f}" in text

@@ -1,0 +1,154 @@
+"""The accuracy report: a bundle's cross-validation against a plain PyTorch loop on the same folds.
+
+    python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 \\
+        --dataset_dir ../shared/data/ph2/PH2Dataset --output_dir runs/cv/ph2-unet-5fold
+    python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold --out docs/accuracy.md
+
+The plain loop is what a user writes in a hundred lines (:func:`pipeline.bench.speed.plain_time_to_quality`'s
+recipe, the earlier projects'): every image squashed to ``size`` x ``size``, the bundle's augmentation, DiceCE, Adam
+at a fixed learning rate, the best validation epoch kept; predictions resized back to the source size and thresholded
+at 0.5. Each of its fold models trains on exactly the training cases of the bundle's fold (``fold_<k>/splits.json``),
+validates on its validation cases and predicts its test fold, so both sides are scored out-of-fold on the same cases,
+with the same metric (:mod:`pipeline.metrics`, per image; thresholded masks at source resolution). The fold results
+are kept in ``<cv>/plain/`` (a stopped report resumes at its next fold). The report gives, per side, the out-of-fold
+mean, median and 95% bootstrap CI, the paired bootstrap CI of the difference (:mod:`pipeline.bench.stats`), the wall
+time and the machine. PH2 and DSB2018-style image layouts only (per-image units); LGG has its own benchmark
+(``python -m pipeline.bench.lgg``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.bench.plain_loop import PlainLoop, reuse_or_run, stacked
+from pipeline.bench.speed import _augment, _load_resized
+from pipeline.bench.stats import bootstrap_ci, paired_difference
+
+
+def plain_fold(fold_dir: Path, epochs: int, size: int = 256, lr: float = 1e-3, batch_size: int = 8, seed: int = 0,
+               val_interval: int = 2) -> dict:
+    """The plain loop on one fold of a cross-validation, with the fold's network and width: per-case test IoU of its
+    best validation epoch."""
+    from pipeline.data import find_cases
+    from pipeline.metrics import case_record
+
+    config = json.loads((fold_dir / "config.json").read_text())
+    record, root = config["hyperparameters"], config["dataset"]["dir"]  # the folder the fold read (synthetic or not)
+    split = json.loads((fold_dir / "splits.json").read_text())
+    cases = {c["case_id"]: c for c in find_cases(record["layout"], root, **record["layout_args"])}
+    side = {s: [cases[i] for i in split[s]] for s in ("train", "val", "test")}
+
+    def squash(t):
+        return F.interpolate(t[None], size=(size, size), mode="area")[0]
+
+    train = [(squash(_load_resized(c["image"], 0, True)), (squash(_load_resized(c["label"], 0, False)) > 0.5).float())
+             for c in side["train"]]
+    loop = PlainLoop(record["network"], stacked(train, lambda img, lab, g: _augment(img, lab, size, g)), len(train),
+                     batch_size=batch_size, drop_last=len(train) > batch_size, width=int(record["width"]), lr=lr,
+                     seed=seed)
+
+    @torch.inference_mode()
+    def ious(net, chosen):
+        net.eval()
+        out = {}
+        for c in chosen:
+            x, y = _load_resized(c["image"], 0, True), _load_resized(c["label"], 0, False)
+            logits = F.interpolate(net(squash(x)[None]), size=y.shape[1:], mode="bilinear")[0]
+            out[c["case_id"]] = case_record(logits > 0, y, hd95=False)["iou"]
+        return out
+
+    fit = loop.fit(epochs, lambda net: float(np.mean(list(ious(net, side["val"]).values()))), val_interval,
+                   "val_iou")
+    scores = loop.last_and_best(lambda net: ious(net, side["test"]))
+    return {"params": {"epochs": epochs, "size": size, "lr": lr, "batch_size": batch_size, "seed": seed},
+            "network": record["network"], "width": record["width"], "train_s": fit["train_s"], "best_epoch": fit["best_epoch"],
+            "val_iou": fit["val_iou"], "test_iou": scores["best"]}
+
+
+def _summary(values) -> dict:
+    v = np.asarray(list(values), dtype=float)
+    return {"n": int(v.size), "mean": float(v.mean()), "median": float(np.median(v)), "ci": list(bootstrap_ci(v))}
+
+
+def report(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
+    doc = json.loads((cv / "crossval.json").read_text())
+    if "oof_score" not in doc:
+        raise SystemExit(f"error: {cv}: the cross-validation has not finished; run it again to complete it")
+    folds = doc["folds"]
+    record = json.loads((cv / "fold_0" / "config.json").read_text())["hyperparameters"]
+    epochs = epochs or int(record["epochs"])
+    (cv / "plain").mkdir(exist_ok=True)
+    params = {"epochs": epochs, "size": 256, "lr": 1e-3, "batch_size": 8, "seed": 0, **plain_kwargs}
+    plain = [reuse_or_run(cv / "plain" / f"fold_{k}.json", {"params": params},
+                          lambda k=k: plain_fold(cv / f"fold_{k}", **params)) for k in range(folds)]
+    plain_scores = {cid: s for r in plain for cid, s in r["test_iou"].items()}
+    ours = doc["oof_score"]["per_unit"]
+    cv_seconds = sum(json.loads((cv / f"fold_{k}" / "metrics.json").read_text()).get("train_seconds", 0)
+                     for k in range(folds))
+    return {"cv": str(cv), "folds": folds, "bundle_file": doc["bundle_file"], "overrides": doc["overrides"],
+            "chosen": doc["chosen"], "bundle": _summary(ours.values()), "plain": _summary(plain_scores.values()),
+            "difference": {k: v for k, v in paired_difference(ours, plain_scores).items() if k != "units"},
+            "bundle_train_s": round(cv_seconds, 1), "plain_train_s": round(sum(r["train_s"] for r in plain), 1),
+            "plain_params": plain[0]["params"], "machine": {"platform": platform.platform(),
+                                                            "cpus": os.cpu_count(),
+                                                            "torch_threads": torch.get_num_threads()}}
+
+
+def markdown(res: dict, command: str) -> str:
+    b, p, d = res["bundle"], res["plain"], res["difference"]
+    lo, hi = d["ci"]
+    side = "above" if lo > 0 else "below" if hi < 0 else None
+    verdict = (f"paired 95% CI {lo:+.3f}..{hi:+.3f}, {side} 0 over cases; one training run per arm, so this ranks "
+               "nothing until more seeds agree" if side else
+               f"no difference shown (paired 95% CI {lo:+.3f}..{hi:+.3f} crosses 0)")
+    return "\n".join([
+        f"## {Path(res['bundle_file']).stem}: {res['folds']}-fold cross-validation against a plain loop",
+        "",
+        f"Regenerate: `{command}` (after the cross-validation command in `pipeline/bench/accuracy.py`).",
+        f"Bundle: `{res['bundle_file']}` with {res['overrides'] or 'no overrides'}; chosen out-of-fold: "
+        f"{res['chosen']}. Plain loop: {res['plain_params']}. One run per arm (seed 0): the CI is over cases, not "
+        "over training runs.",
+        "",
+        "| arm | n | out-of-fold IoU mean | median | 95% CI | training wall time |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
+        f"| bundle cross-validation | {b['n']} | {b['mean']:.3f} | {b['median']:.3f} | {b['ci'][0]:.3f}..{b['ci'][1]:.3f}"
+        f" | {res['bundle_train_s'] / 60:.0f} min |",
+        f"| plain loop, same folds | {p['n']} | {p['mean']:.3f} | {p['median']:.3f} | {p['ci'][0]:.3f}..{p['ci'][1]:.3f}"
+        f" | {res['plain_train_s'] / 60:.0f} min |",
+        "",
+        f"Bundle minus plain loop, paired by case: {d['mean']:+.3f} over {d['n']} cases, better on {d['better']}: "
+        f"{verdict}.",
+        f"Machine: {res['machine']['platform']}, {res['machine']['cpus']} CPUs, {res['machine']['torch_threads']} "
+        "torch threads; the wall times include whatever else ran on it.",
+        ""])
+
+
+def main(argv=None) -> None:
+    import sys
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cv", required=True, type=Path, help="a finished cross-validation folder")
+    ap.add_argument("--epochs", type=int, default=None, help="plain loop epochs (default: the bundle run's)")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--out", type=Path, default=None, help="write the markdown section here (default: print)")
+    args = ap.parse_args(argv)
+    res = report(args.cv, args.epochs, size=args.size, lr=args.lr)
+    (args.cv / "accuracy.json").write_text(json.dumps(res, indent=1))
+    text = markdown(res, "python -m pipeline.bench.accuracy " + " ".join(sys.argv[1:] if argv is None else argv))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("# Accuracy: out-of-fold, against a plain PyTorch loop on the same folds\n\n" + text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
