@@ -11,10 +11,11 @@ training side. A fold is an ordinary training run in ``<cv>/fold_<k>/`` (``pytho
 finished folds and resumes a killed one from its ``last.pt``.
 
 Each fold model then predicts its own test fold (out-of-fold) with ``best.pt`` and ``last.pt``, flip test-time
-augmentation off and on, keeping the foreground probability (``<cv>/fold_<k>/oof-<ckpt>-tta<0|1>/probabilities``).
-On these out-of-fold probabilities, one setting at a time and in this order, each choice is kept only where it
-raises the out-of-fold mean of the bundle's key metric (per image IoU; per patient volume Dice with
-``group_metrics``): the checkpoint (``best.pt`` unless ``last.pt`` scores higher), flip TTA, the threshold, the
+augmentation off and on (then 90-degree rotations on top of the chosen pair), keeping the foreground probability
+(``<cv>/fold_<k>/oof-<ckpt>-tta<0|1>[-rot90]/probabilities``). On these out-of-fold probabilities, one setting at a
+time and in this order, each choice is kept only where it raises the out-of-fold mean of the bundle's key metric
+(per image IoU; per patient volume Dice with ``group_metrics``): the checkpoint (``best.pt`` unless ``last.pt``
+scores higher), flip TTA, rot90 TTA, the threshold, the
 minimum object size, keeping the largest component, filling holes. Post-processing is the engines' own
 (:func:`pipeline.transforms.lesion_postprocessing`). ``<cv>/crossval.json`` records the folds, every trial (mean,
 paired bootstrap CI of the change, kept or not), the chosen settings and the out-of-fold score with the chosen
@@ -44,7 +45,8 @@ NOT_FORWARDED = ("folds", "fold", "ckpt", "split", "input_dir", "resume", "overr
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_SIZES = (0, 16, 64, 256, 1024)
 # the settings cross-validation chooses and ensemble inference applies
-CHOSEN = ("checkpoint", "flip_tta", "threshold", "min_lesion_size", "keep_largest_component", "fill_holes")
+CHOSEN = ("checkpoint", "flip_tta", "rot90_tta", "threshold", "min_lesion_size", "keep_largest_component",
+          "fill_holes")
 
 
 def is_folder(path) -> bool:
@@ -53,6 +55,28 @@ def is_folder(path) -> bool:
 
 def read(folder) -> dict:
     return json.loads((Path(folder) / CV_FILE).read_text())
+
+
+def members(ckpt) -> list[Path] | None:
+    """The checkpoints an ensemble ``--ckpt`` names: a cross-validation folder (its folds' chosen checkpoints), or a
+    list of checkpoint files (a Python list, or paths separated by commas: ``--ckpt a/models/best.pt,b/models/best.pt``).
+    None for one checkpoint (or none)."""
+    if is_folder(ckpt):
+        return fold_checkpoints(ckpt)
+    if isinstance(ckpt, (list, tuple)):
+        paths = [str(p) for p in ckpt]
+    elif isinstance(ckpt, str) and "," in ckpt:
+        paths = [p.strip() for p in ckpt.split(",") if p.strip()]
+    else:
+        return None
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing or not paths:
+        raise SystemExit(f"error: --ckpt {ckpt}: an ensemble of checkpoint files, but no such file: {missing}")
+    return [Path(p) for p in paths]
+
+
+def is_ensemble(ckpt) -> bool:
+    return members(ckpt) is not None
 
 
 def fold_checkpoints(folder) -> list[Path]:
@@ -70,12 +94,48 @@ def fold_checkpoints(folder) -> list[Path]:
 
 def record(folder) -> tuple[Path, dict]:
     """The training record of fold 0 (every fold was trained with the same settings) and the settings chosen
-    out-of-fold, for :func:`pipeline.runs.resolve`."""
+    out-of-fold, for :func:`pipeline.runs.resolve`; for a list of checkpoints, the first one's training record,
+    after checking that every member was trained with the same model settings."""
+    if not is_folder(folder):
+        return _list_record(members(folder))
     doc = read(folder)
     chosen = {k: v for k, v in doc.get("chosen", {}).items() if k != "checkpoint"}
     path = Path(folder) / "fold_0" / "config.json"
     hyper = json.loads(path.read_text()).get("hyperparameters") or {}
     return Path(folder) / CV_FILE, {**hyper, **chosen}
+
+
+def _list_record(paths: list[Path]) -> tuple[Path, dict]:
+    from .runs import MODEL_SETTINGS, find_record
+
+    records = []
+    for p in paths:
+        rec = find_record(p)
+        if rec is None:
+            raise SystemExit(f"error: --ckpt member {p} is not inside a training run folder (no config.json beside "
+                             "it): an ensemble needs each member's run record to know how it was trained")
+        records.append((rec, json.loads(rec.read_text()).get("hyperparameters") or {}))
+    first, hyper = records[0]
+    for rec, other in records[1:]:
+        differ = [k for k in MODEL_SETTINGS if hyper.get(k) != other.get(k)]
+        if differ:
+            raise SystemExit(f"error: --ckpt members {first} and {rec} were trained with different model settings "
+                             f"({', '.join(f'{k}: {hyper.get(k)!r} vs {other.get(k)!r}' for k in differ)}); an "
+                             "ensemble averages models that read and post-process images the same way")
+    return first, hyper
+
+
+def seen_cases(ckpt) -> set[str] | None:
+    """Case ids any member of a list-of-checkpoints ensemble trained or validated on (from each run's
+    ``splits.json``); None when a member's run has none."""
+    seen: set[str] = set()
+    for p in members(ckpt) or []:
+        saved = Path(p).resolve().parent.parent / "splits.json"
+        if not saved.is_file():
+            return None
+        doc = json.loads(saved.read_text())
+        seen |= set(doc["train"]) | set(doc["val"])
+    return seen
 
 
 # ---------------------------------------------------------------------------------------------------- the workflow
@@ -101,12 +161,13 @@ def run(bundle_file: str, settings: dict, output_dir: str) -> dict:
         doc["fold_runs"][str(k)] = _train_fold(bundle_file, out / f"fold_{k}", folds, k, overrides)
         _write(out, doc)
     key, grouped = settings.get("key_metric", "val_iou"), bool(_as_bool(settings.get("group_metrics", False)))
-    variants = {}
-    for ckpt in ("best.pt", "last.pt"):
-        for tta in (False, True):
-            variants[(ckpt, tta)] = [_predict_oof(bundle_file, out / f"fold_{k}", ckpt, tta) for k in range(folds)]
-    doc.update(choose(variants, grouped=grouped, key_metric=key))
-    _write_oof(out, variants[(doc["chosen"]["checkpoint"], doc["chosen"]["flip_tta"])], doc["chosen"])
+
+    def variant(ckpt: str, flip: bool, rot90: bool) -> list[Path]:
+        return [_predict_oof(bundle_file, out / f"fold_{k}", ckpt, flip, rot90) for k in range(folds)]
+
+    doc.update(choose(variant, grouped=grouped, key_metric=key))
+    c = doc["chosen"]
+    _write_oof(out, variant(c["checkpoint"], c["flip_tta"], c["rot90_tta"]), c)
     _write(out, doc)
     s = doc["oof_score"]
     logger.info("cross-validation %s: out-of-fold %s mean %.4f median %.4f (n %d, 95%% CI %.4f..%.4f); chosen %s",
@@ -163,21 +224,23 @@ def _train_fold(bundle_file: str, folder: Path, folds: int, fold: int, overrides
     return "trained"
 
 
-def _predict_oof(bundle_file: str, fold_dir: Path, ckpt: str, tta: bool) -> Path:
+def _predict_oof(bundle_file: str, fold_dir: Path, ckpt: str, flip: bool, rot90: bool = False) -> Path:
     """The fold model's probabilities on its own test fold (in process: one evaluation is seconds of work next to
     the interpreter start of a subprocess)."""
-    out = fold_dir / f"oof-{Path(ckpt).stem}-tta{int(tta)}"
+    out = fold_dir / f"oof-{Path(ckpt).stem}-tta{int(flip)}{'-rot90' if rot90 else ''}"
     if (out / "metrics.json").is_file() and (out / "probabilities" / "index.csv").is_file():
         return out
     from monai.bundle import ConfigWorkflow
 
-    logger.info("%s: out-of-fold predictions with %s, flip TTA %s", fold_dir.name, ckpt, "on" if tta else "off")
+    logger.info("%s: out-of-fold predictions with %s, flip TTA %s, rot90 TTA %s", fold_dir.name, ckpt,
+                "on" if flip else "off", "on" if rot90 else "off")
     wf = ConfigWorkflow(config_file=bundle_file, workflow_type=None, run_id="evaluate", logging_file=False,
                         ckpt=str(fold_dir / "models" / ckpt), split="test", output_dir=str(out),
                         save_probabilities=True)
     wf.initialize()
     # TTA set on the inferer itself: --flip_tta on the command line would be checked against the fold's record
-    wf.parser["validate#inferer#enabled"] = tta
+    wf.parser["validate#inferer#enabled"] = flip
+    wf.parser["validate#inferer#rot90"] = rot90
     wf.run()
     wf.finalize()
     return out
@@ -230,21 +293,36 @@ def _scores(cases: list[dict], masks: list[np.ndarray], grouped: bool) -> dict[s
     return {g: float(M.dice_from_counts(*v)) for g, v in counts.items()}
 
 
-def choose(variants: dict, grouped: bool, key_metric: str = "val_iou") -> dict:
-    """The choices, one setting at a time, each kept only where it raises the out-of-fold mean."""
+def choose(variants, grouped: bool, key_metric: str = "val_iou") -> dict:
+    """The choices, one setting at a time, each kept only where it raises the out-of-fold mean.
+
+    ``variants(checkpoint, flip_tta, rot90_tta)`` gives the out-of-fold folders of that prediction (called only for
+    the variants a choice needs: rot90 TTA is tried on the chosen checkpoint and flip setting); a mapping from those
+    triples works too, a missing one skipping its trial."""
     from .bench.stats import bootstrap_ci, paired_difference
 
-    loaded = {v: _load(folders) for v, folders in variants.items()}
-    current = {"checkpoint": "best.pt", "flip_tta": False, "threshold": 0.5, "min_lesion_size": 0,
-               "keep_largest_component": False, "fill_holes": False}
+    get = variants if callable(variants) else (lambda *key: variants.get(key))
+    loaded: dict[tuple, list[dict] | None] = {}
 
-    def score(s: dict) -> dict[str, float]:
-        cases = loaded[(s["checkpoint"], s["flip_tta"])]
+    def cases_of(s: dict) -> list[dict] | None:
+        key = (s["checkpoint"], s["flip_tta"], s["rot90_tta"])
+        if key not in loaded:
+            folders = get(*key)
+            loaded[key] = None if folders is None else _load(folders)
+        return loaded[key]
+
+    current = {"checkpoint": "best.pt", "flip_tta": False, "rot90_tta": False, "threshold": 0.5,
+               "min_lesion_size": 0, "keep_largest_component": False, "fill_holes": False}
+
+    def score(s: dict) -> dict[str, float] | None:
+        cases = cases_of(s)
+        if cases is None:
+            return None
         masks = [apply(c["prob"], s["threshold"], s["min_lesion_size"], s["keep_largest_component"], s["fill_holes"])
                  for c in cases]
         return _scores(cases, masks, grouped)
 
-    candidates = [("checkpoint", ["last.pt"]), ("flip_tta", [True]), ("threshold", [t for t in THRESHOLDS if t != 0.5]),
+    candidates = [("checkpoint", ["last.pt"]), ("flip_tta", [True]), ("rot90_tta", [True]), ("threshold", [t for t in THRESHOLDS if t != 0.5]),
                   ("min_lesion_size", [m for m in MIN_SIZES if m]), ("keep_largest_component", [True]),
                   ("fill_holes", [True])]
     base = score(current)
@@ -253,6 +331,8 @@ def choose(variants: dict, grouped: bool, key_metric: str = "val_iou") -> dict:
         best_value, best_scores = None, base
         for value in values:
             s = score({**current, name: value})
+            if s is None:
+                continue
             diff = paired_difference(s, base)
             kept = float(np.mean(list(s.values()))) > float(np.mean(list(best_scores.values())))
             trials.append({"setting": name, "value": value, "from": current[name],

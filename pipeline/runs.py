@@ -105,8 +105,8 @@ def start(output_dir: str, purpose: str, hyperparameters: dict, dataset: dict | 
 RESTORED_FROM = "_restored_from_"
 # what a model was trained with and cannot be evaluated without: a contradicting override is an error
 MODEL_SETTINGS = ("network", "width", "network_kwargs", "in_channels", "out_channels", "image_size", "roi_size",
-                  "intensity_norm", "intensity_percentile", "threshold", "flip_tta", "keep_largest_component",
-                  "fill_holes", "min_lesion_size")
+                  "intensity_norm", "intensity_percentile", "threshold", "flip_tta", "rot90_tta",
+                  "keep_largest_component", "fill_holes", "min_lesion_size")
 # where the model's data came from: taken from the run unless given on the command line
 DATA_SETTINGS = ("dataset_dir", "layout", "layout_args")
 
@@ -198,7 +198,7 @@ def resolve(settings: dict, bundle_file: str, ckpt=None, override_recorded: bool
     from . import crossval
 
     settings = dict(settings)
-    if crossval.is_folder(ckpt):  # an ensemble: fold 0's training record with the settings chosen out-of-fold
+    if crossval.is_ensemble(ckpt):  # fold 0's record with the settings chosen out-of-fold, or the first member's
         record, recorded = crossval.record(ckpt)
     else:
         if ckpt is None or str(ckpt) == "" or not Path(str(ckpt)).is_file():

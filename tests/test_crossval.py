@@ -3,12 +3,13 @@ where they raise the out-of-fold mean, and the folder used as one ensemble model
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_bundle, run_in_process
+from conftest import error_chain, run_bundle, run_in_process
 from pipeline import crossval
 from pipeline.data.synthetic import write_ph2
 
@@ -42,13 +43,17 @@ def test_choices_are_kept_only_where_they_raise_the_out_of_fold_mean(tmp_path):
             prob[2:5, 2:5] = 150  # a 9-pixel blob away from the lesion
         good.append((f"c{k}", prob, truth))
         worse.append((f"c{k}", np.where(_disc(r=6), 150, 20), truth))
-    variants = {("best.pt", False): [_variant(tmp_path / "b0", good)],
-                ("best.pt", True): [_variant(tmp_path / "b1", worse)],
-                ("last.pt", False): [_variant(tmp_path / "l0", worse)],
-                ("last.pt", True): [_variant(tmp_path / "l1", worse)]}
-    doc = crossval.choose(variants, grouped=False)
+    variants = {("best.pt", False, False): [_variant(tmp_path / "b0", good)],
+                ("best.pt", True, False): [_variant(tmp_path / "b1", worse)],
+                ("last.pt", False, False): [_variant(tmp_path / "l0", worse)],
+                ("last.pt", True, False): [_variant(tmp_path / "l1", worse)],
+                ("best.pt", False, True): [_variant(tmp_path / "r", worse)],
+                ("last.pt", False, True): None}  # never asked for: rot90 is tried on the chosen pair only
+    asked = []
+    doc = crossval.choose(lambda *key: asked.append(key) or variants[key], grouped=False)
+    assert ("last.pt", False, True) not in asked and len(asked) == len(set(asked)) == 4
     chosen = doc["chosen"]
-    assert chosen["checkpoint"] == "best.pt" and chosen["flip_tta"] is False
+    assert chosen["checkpoint"] == "best.pt" and chosen["flip_tta"] is False and chosen["rot90_tta"] is False
     assert chosen["threshold"] in (0.3, 0.4, 0.5) and chosen["fill_holes"] is True
     # the blob goes by the minimum size (tried first); the largest component then adds nothing and is not kept
     assert chosen["min_lesion_size"] == 16 and chosen["keep_largest_component"] is False
@@ -59,7 +64,7 @@ def test_choices_are_kept_only_where_they_raise_the_out_of_fold_mean(tmp_path):
     kept = {(t["setting"], t["value"]) for t in doc["trials"] if t["kept"]}
     assert kept == {("min_lesion_size", 16), ("fill_holes", True)} | (
         {("threshold", chosen["threshold"])} if chosen["threshold"] != 0.5 else set())
-    assert all(t["change"] <= 0 for t in doc["trials"] if t["setting"] in ("checkpoint", "flip_tta"))
+    assert all(t["change"] <= 0 for t in doc["trials"] if t["setting"] in ("checkpoint", "flip_tta", "rot90_tta"))
 
 
 def test_grouped_scores_are_per_volume_dice():
@@ -150,3 +155,40 @@ def test_the_accuracy_report_scores_the_plain_loop_on_the_same_folds(cross_valid
     assert tested == set(json.loads((cv / "crossval.json").read_text())["oof_score"]["per_unit"])
     text = accuracy.markdown(res, "python -m pipeline.bench.accuracy --cv X")
     assert f"{res['bundle']['mean']:.3f}" in text and f"{res['plain']['mean']:.3f}" in text
+
+
+def test_a_list_of_checkpoints_infers_as_the_folder_does(cross_validated, tmp_path):
+    cv = cross_validated["cv"]
+    chosen = json.loads((cv / "crossval.json").read_text())["chosen"]
+    ckpts = ",".join(str(cv / f"fold_{k}" / "models" / chosen["checkpoint"]) for k in range(2))
+    run_in_process("inference", ckpt=cv, input_dir=cross_validated["data"], output_dir=tmp_path / "folder")
+    settings = {k: v for k, v in chosen.items() if k != "checkpoint"}
+    run_in_process("inference", ckpt=ckpts, input_dir=cross_validated["data"], output_dir=tmp_path / "list",
+                   override_recorded=True, **settings)
+    masks = sorted((tmp_path / "folder" / "masks").glob("*.png"))
+    assert len(masks) == 8
+    for m in masks:
+        a, b = np.asarray(Image.open(m)), np.asarray(Image.open(tmp_path / "list" / "masks" / m.name))
+        np.testing.assert_array_equal(a, b)
+    # every case was seen in training by one of the two members: nothing is left to score honestly
+    with pytest.raises(Exception) as err:
+        run_in_process("evaluate", ckpt=ckpts, dataset_dir=cross_validated["data"], split="all",
+                       output_dir=tmp_path / "e")
+    assert "seen in training by a member" in error_chain(err.value)
+
+
+def test_list_members_trained_otherwise_are_an_error(tmp_path):
+    paths = []
+    for name, width in (("a", 8), ("b", 16)):
+        run = tmp_path / name
+        (run / "models").mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"purpose": "training",
+                                                     "hyperparameters": {"network": "unet", "width": width}}))
+        (run / "models" / "best.pt").write_bytes(b"")
+        paths.append(str(run / "models" / "best.pt"))
+    assert crossval.members(paths) == [Path(p) for p in paths] == crossval.members(",".join(paths))
+    with pytest.raises(SystemExit, match="width: 8 vs 16"):
+        crossval.record(paths)
+    with pytest.raises(SystemExit, match="no such file"):
+        crossval.members(paths[0] + "," + str(tmp_path / "missing.pt"))
+    assert crossval.members(paths[0]) is None

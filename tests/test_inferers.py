@@ -1,3 +1,4 @@
+import pytest
 import torch
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 
@@ -21,3 +22,22 @@ def test_flip_tta_disabled_and_equivariant_net():
     with torch.no_grad():
         torch.testing.assert_close(FlipTTA(base)(x, net), base(x, net), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(FlipTTA(base, enabled=False)(x, net), base(x, net))
+
+
+@pytest.mark.parametrize("enabled, n", [(True, 8), (False, 4)])
+def test_rot90_tta_averages_the_symmetries_of_the_square(enabled, n):
+    x = torch.randn(1, 2, 12, 18)  # not square: each turned pass is turned back to the input's shape
+    net = torch.nn.Conv2d(2, 1, 3, padding=1)
+    tta = FlipTTA(SimpleInferer(), enabled=enabled, rot90=True)
+    assert len(tta.passes()) == n and len(set(tta.passes())) == n
+    with torch.no_grad():
+        out = tta(x, net)
+        if enabled:  # the dihedral group: the four turns of x and of its mirror image
+            views = [(x.rot90(k, (2, 3)), lambda y, k=k: y.rot90(-k, (2, 3))) for k in range(4)]
+            views += [(x.flip(3).rot90(k, (2, 3)), lambda y, k=k: y.rot90(-k, (2, 3)).flip(3)) for k in range(4)]
+        else:
+            views = [(x.rot90(k, (2, 3)), lambda y, k=k: y.rot90(-k, (2, 3))) for k in range(4)]
+        expected = sum(back(net(v)) for v, back in views) / len(views)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert out.shape == (1, 1, 12, 18)
+    assert not torch.allclose(out, FlipTTA(SimpleInferer(), enabled=enabled)(x, net), atol=1e-4)

@@ -93,7 +93,23 @@ def select_for_checkpoint(cases: list[dict], split: str, ckpt: str | None = None
     training case into the evaluated split); otherwise the split is rebuilt from ``kwargs`` as in :func:`assign`."""
     import logging
 
+    from .. import crossval
+
     log = logging.getLogger(__name__)
+    if crossval.is_ensemble(ckpt) and not crossval.is_folder(ckpt):
+        seen = crossval.seen_cases(ckpt)
+        chosen = select(cases, split, **kwargs)
+        if seen is None:
+            log.warning("--ckpt %s: a member has no splits.json; the %s split is rebuilt from the settings and may "
+                        "hold cases a member trained on", ckpt, split)
+            return chosen
+        kept = [c for c in chosen if c["case_id"] not in seen]
+        log.info("%s split: %d cases, %d of them left out because an ensemble member trained or validated on them",
+                 split, len(kept), len(chosen) - len(kept))
+        if not kept:
+            raise ValueError(f"every {split} case was seen in training by a member of --ckpt {ckpt}; evaluate the "
+                             "ensemble on other data (--dataset_dir) with --split all")
+        return kept
     if ckpt and Path(ckpt).is_dir():
         log.warning("--ckpt %s is a cross-validation folder: its fold models together trained on every case of the "
                     "data they were cross-validated on; score the ensemble on other cases only (its honest score on "
