@@ -151,10 +151,15 @@ def test_the_accuracy_report_scores_the_plain_loop_on_the_same_folds(cross_valid
     cv = cross_validated["cv"]
     res = accuracy.report(cv, epochs=1, size=32)
     assert res["bundle"]["n"] == res["plain"]["n"] == res["difference"]["n"] == 8
-    tested = {cid for k in range(2) for cid in json.loads((cv / "plain" / f"fold_{k}.json").read_text())["test_iou"]}
+    tested = {cid for k in range(2) for cid in json.loads((cv / "plain" / f"fold_{k}.json").read_text())["test"]}
     assert tested == set(json.loads((cv / "crossval.json").read_text())["oof_score"]["per_unit"])
     text = accuracy.markdown(res, "python -m pipeline.bench.accuracy --cv X")
     assert f"{res['bundle']['mean']:.3f}" in text and f"{res['plain']['mean']:.3f}" in text
+    # one file for the three bundles: a section is replaced in place, the others kept, in PH2, LGG, DSB2018 order
+    other = text.replace("## ph2:", "## dsb2018:").replace(f"{res['plain']['mean']:.3f}", "0.123")
+    doc = accuracy.merged(accuracy.merged("", other), text)
+    assert doc.startswith(accuracy.TITLE) and doc.index("## ph2:") < doc.index("## dsb2018:")
+    assert accuracy.merged(doc, text) == doc and "0.123" in doc
 
 
 def test_a_list_of_checkpoints_infers_as_the_folder_does(cross_validated, tmp_path):
@@ -192,3 +197,22 @@ def test_list_members_trained_otherwise_are_an_error(tmp_path):
     with pytest.raises(SystemExit, match="no such file"):
         crossval.members(paths[0] + "," + str(tmp_path / "missing.pt"))
     assert crossval.members(paths[0]) is None
+
+
+@pytest.mark.parametrize("layout", ["lgg", "dsb2018"])
+def test_the_plain_loop_scores_a_fold_in_the_bundles_units(layout, tmp_path):
+    """LGG folds are scored per patient (volume Dice), DSB2018 per image, on exactly the fold's test cases."""
+    from pipeline.bench import accuracy
+    from pipeline.data import find_cases, splits
+    from pipeline.data.synthetic import write_dsb2018, write_lgg
+
+    root = write_lgg(tmp_path / "kaggle_3m", n_cases=4) if layout == "lgg" else write_dsb2018(tmp_path / "d", 6)
+    cases = find_cases(layout, root)
+    side = splits.assign(cases, folds=2, fold=0, val_fraction=0.25, seed=0)
+    fold = tmp_path / "fold_0"
+    splits.save(side, fold / "splits.json")
+    (fold / "config.json").write_text(json.dumps({"dataset": {"dir": str(root)}, "hyperparameters": {
+        "layout": layout, "layout_args": {}, "network": "unet", "width": 4}}))
+    res = accuracy.plain_fold(fold, epochs=1, size=64, batch_size=2, val_interval=1)
+    expected = {str(c["group"]) for c in side["test"]} if layout == "lgg" else {c["case_id"] for c in side["test"]}
+    assert set(res["test"]) == expected and all(0.0 <= v <= 1.0 for v in res["test"].values())

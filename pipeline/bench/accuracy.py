@@ -12,8 +12,8 @@ validates on its validation cases and predicts its test fold, so both sides are 
 with the same metric (:mod:`pipeline.metrics`, per image; thresholded masks at source resolution). The fold results
 are kept in ``<cv>/plain/`` (a stopped report resumes at its next fold). The report gives, per side, the out-of-fold
 mean, median and 95% bootstrap CI, the paired bootstrap CI of the difference (:mod:`pipeline.bench.stats`), the wall
-time and the machine. PH2 and DSB2018-style image layouts only (per-image units); LGG has its own benchmark
-(``python -m pipeline.bench.lgg``).
+time and the machine. Units are images (IoU), or patients for LGG (volume Dice); ``--out`` keeps one section per
+bundle in the file, so the three commands (PH2, LGG, DSB2018) write one report.
 """
 
 from __future__ import annotations
@@ -33,27 +33,55 @@ from pipeline.bench.speed import _augment, _load_resized
 from pipeline.bench.stats import bootstrap_ci, paired_difference
 
 
-def plain_fold(fold_dir: Path, epochs: int, size: int = 256, lr: float = 1e-3, batch_size: int = 8, seed: int = 0,
-               val_interval: int = 2) -> dict:
-    """The plain loop on one fold of a cross-validation, with the fold's network and width: per-case test IoU of its
-    best validation epoch."""
+def _fold(fold_dir: Path) -> tuple[dict, dict]:
+    """A fold run's recorded settings and its train / val / test case lists, read from the folder the fold read."""
     from pipeline.data import find_cases
-    from pipeline.metrics import case_record
 
     config = json.loads((fold_dir / "config.json").read_text())
     record, root = config["hyperparameters"], config["dataset"]["dir"]  # the folder the fold read (synthetic or not)
     split = json.loads((fold_dir / "splits.json").read_text())
     cases = {c["case_id"]: c for c in find_cases(record["layout"], root, **record["layout_args"])}
-    side = {s: [cases[i] for i in split[s]] for s in ("train", "val", "test")}
+    return record, {s: [cases[i] for i in split[s]] for s in ("train", "val", "test")}
+
+
+def plain_fold(fold_dir: Path, epochs: int, size: int = 256, lr: float = 1e-3, batch_size: int = 8, seed: int = 0,
+               val_interval: int = 2) -> dict:
+    """The plain loop on one fold of a cross-validation, with the fold's network and width: per-unit test scores of
+    its best validation epoch (``test``: IoU per image, or Dice per patient volume for LGG).
+
+    PH2 and image folders: every image squashed to ``size`` x ``size``. DSB2018: ``size`` random crops at source
+    resolution, whole-image forward (:func:`pipeline.bench.dsb2018.fit_split`). LGG: whole 256x256 slices over 255,
+    left-right flips, volume Dice for the checkpoint (:func:`pipeline.bench.lgg.fit_split`)."""
+    record, side = _fold(fold_dir)
+    network, width = record["network"], int(record["width"])
+    common = {"params": {"epochs": epochs, "size": size, "lr": lr, "batch_size": batch_size, "seed": seed},
+              "network": network, "width": width}
+    if record["layout"] == "lgg":
+        from pipeline.bench import lgg
+
+        res = lgg.fit_split(side, network, epochs, batch_size, lr, val_interval, width, seed, "fixed")
+        return {**common, "train_s": res["train_s"], "best_epoch": res["best_epoch"],
+                "val_volume_dice": res["val_volume_dice"], "test": res["best"]["volume_dice"]}
+    if record["layout"] == "dsb2018":
+        from pipeline.bench import dsb2018
+
+        res = dsb2018.fit_split(side, seed, network, epochs, batch_size, size, lr, val_interval, width)
+        return {**common, "train_s": res["train_s"], "best_epoch": res["best_epoch"], "val_iou": res["val_iou"],
+                "test": res["best"]}
+    return {**common, **_squashed_fold(side, network, width, epochs, size, lr, batch_size, seed, val_interval)}
+
+
+def _squashed_fold(side: dict, network: str, width: int, epochs: int, size: int, lr: float, batch_size: int,
+                   seed: int, val_interval: int) -> dict:
+    from pipeline.metrics import case_record
 
     def squash(t):
         return F.interpolate(t[None], size=(size, size), mode="area")[0]
 
     train = [(squash(_load_resized(c["image"], 0, True)), (squash(_load_resized(c["label"], 0, False)) > 0.5).float())
              for c in side["train"]]
-    loop = PlainLoop(record["network"], stacked(train, lambda img, lab, g: _augment(img, lab, size, g)), len(train),
-                     batch_size=batch_size, drop_last=len(train) > batch_size, width=int(record["width"]), lr=lr,
-                     seed=seed)
+    loop = PlainLoop(network, stacked(train, lambda img, lab, g: _augment(img, lab, size, g)), len(train),
+                     batch_size=batch_size, drop_last=len(train) > batch_size, width=width, lr=lr, seed=seed)
 
     @torch.inference_mode()
     def ious(net, chosen):
@@ -68,14 +96,17 @@ def plain_fold(fold_dir: Path, epochs: int, size: int = 256, lr: float = 1e-3, b
     fit = loop.fit(epochs, lambda net: float(np.mean(list(ious(net, side["val"]).values()))), val_interval,
                    "val_iou")
     scores = loop.last_and_best(lambda net: ious(net, side["test"]))
-    return {"params": {"epochs": epochs, "size": size, "lr": lr, "batch_size": batch_size, "seed": seed},
-            "network": record["network"], "width": record["width"], "train_s": fit["train_s"], "best_epoch": fit["best_epoch"],
-            "val_iou": fit["val_iou"], "test_iou": scores["best"]}
+    return {"train_s": fit["train_s"], "best_epoch": fit["best_epoch"], "val_iou": fit["val_iou"],
+            "test": scores["best"]}
 
 
 def _summary(values) -> dict:
     v = np.asarray(list(values), dtype=float)
     return {"n": int(v.size), "mean": float(v.mean()), "median": float(np.median(v)), "ci": list(bootstrap_ci(v))}
+
+
+# the plain loop's defaults per layout: its crop / squash size and validation interval (the bundle's)
+PLAIN_DEFAULTS = {"dsb2018": {"size": 256, "val_interval": 5}, "lgg": {"size": 256, "val_interval": 2}}
 
 
 def report(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
@@ -86,20 +117,37 @@ def report(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
     record = json.loads((cv / "fold_0" / "config.json").read_text())["hyperparameters"]
     epochs = epochs or int(record["epochs"])
     (cv / "plain").mkdir(exist_ok=True)
-    params = {"epochs": epochs, "size": 256, "lr": 1e-3, "batch_size": 8, "seed": 0, **plain_kwargs}
+    params = {"epochs": epochs, "size": 256, "lr": 1e-3, "batch_size": 8, "seed": 0, "val_interval": 2,
+              **PLAIN_DEFAULTS.get(record["layout"], {}), **{k: v for k, v in plain_kwargs.items() if v is not None}}
     plain = [reuse_or_run(cv / "plain" / f"fold_{k}.json", {"params": params},
                           lambda k=k: plain_fold(cv / f"fold_{k}", **params)) for k in range(folds)]
-    plain_scores = {cid: s for r in plain for cid, s in r["test_iou"].items()}
+    plain_scores = {unit: s for r in plain for unit, s in r["test"].items()}
     ours = doc["oof_score"]["per_unit"]
     cv_seconds = sum(json.loads((cv / f"fold_{k}" / "metrics.json").read_text()).get("train_seconds", 0)
                      for k in range(folds))
     return {"cv": str(cv), "folds": folds, "bundle_file": doc["bundle_file"], "overrides": doc["overrides"],
-            "chosen": doc["chosen"], "bundle": _summary(ours.values()), "plain": _summary(plain_scores.values()),
+            "chosen": doc["chosen"], "metric": doc["oof_score"]["metric"], "unit": doc["oof_score"]["unit"],
+            "bundle": _summary(ours.values()), "plain": _summary(plain_scores.values()),
             "difference": {k: v for k, v in paired_difference(ours, plain_scores).items() if k != "units"},
             "bundle_train_s": round(cv_seconds, 1), "plain_train_s": round(sum(r["train_s"] for r in plain), 1),
             "plain_params": plain[0]["params"], "machine": {"platform": platform.platform(),
                                                             "cpus": os.cpu_count(),
                                                             "torch_threads": torch.get_num_threads()}}
+
+
+METRIC_NAMES = {"iou": "IoU", "volume_dice": "volume Dice"}
+SECTION_ORDER = ("ph2", "lgg", "dsb2018")
+TITLE = "# Accuracy: out-of-fold, against a plain PyTorch loop on the same folds\n"
+
+
+def merged(existing: str, section: str) -> str:
+    """docs/accuracy.md with ``section`` (one bundle's ``## <bundle>: ...``) added or replaced, bundles in order."""
+    parts = {}
+    for chunk in existing.split("\n## ")[1:]:
+        parts[chunk.split(":", 1)[0].strip()] = "## " + chunk.rstrip() + "\n"
+    parts[section[3:].split(":", 1)[0].strip()] = section.rstrip() + "\n"
+    order = sorted(parts, key=lambda b: (SECTION_ORDER.index(b) if b in SECTION_ORDER else len(SECTION_ORDER), b))
+    return TITLE + "\n" + "\n".join(parts[b] for b in order)
 
 
 def markdown(res: dict, command: str) -> str:
@@ -117,14 +165,16 @@ def markdown(res: dict, command: str) -> str:
         f"{res['chosen']}. Plain loop: {res['plain_params']}. One run per arm (seed 0): the CI is over cases, not "
         "over training runs.",
         "",
-        "| arm | n | out-of-fold IoU mean | median | 95% CI | training wall time |",
+        f"| arm | n ({res['unit']}s) | out-of-fold {METRIC_NAMES[res['metric']]} mean | median | 95% CI "
+        "| training wall time |",
         "| --- | ---: | ---: | ---: | --- | ---: |",
         f"| bundle cross-validation | {b['n']} | {b['mean']:.3f} | {b['median']:.3f} | {b['ci'][0]:.3f}..{b['ci'][1]:.3f}"
         f" | {res['bundle_train_s'] / 60:.0f} min |",
         f"| plain loop, same folds | {p['n']} | {p['mean']:.3f} | {p['median']:.3f} | {p['ci'][0]:.3f}..{p['ci'][1]:.3f}"
         f" | {res['plain_train_s'] / 60:.0f} min |",
         "",
-        f"Bundle minus plain loop, paired by case: {d['mean']:+.3f} over {d['n']} cases, better on {d['better']}: "
+        f"Bundle minus plain loop, paired by {res['unit']}: {d['mean']:+.3f} over {d['n']} {res['unit']}s, better on "
+        f"{d['better']}: "
         f"{verdict}.",
         f"Machine: {res['machine']['platform']}, {res['machine']['cpus']} CPUs, {res['machine']['torch_threads']} "
         "torch threads; the wall times include whatever else ran on it.",
@@ -137,16 +187,17 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cv", required=True, type=Path, help="a finished cross-validation folder")
     ap.add_argument("--epochs", type=int, default=None, help="plain loop epochs (default: the bundle run's)")
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--out", type=Path, default=None, help="write the markdown section here (default: print)")
+    ap.add_argument("--size", type=int, default=None, help="plain loop squash (PH2) or crop (DSB2018) size; 256")
+    ap.add_argument("--lr", type=float, default=None, help="plain loop learning rate (default 1e-3)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="add (or replace) this bundle's section of this markdown file (default: print)")
     args = ap.parse_args(argv)
     res = report(args.cv, args.epochs, size=args.size, lr=args.lr)
     (args.cv / "accuracy.json").write_text(json.dumps(res, indent=1))
     text = markdown(res, "python -m pipeline.bench.accuracy " + " ".join(sys.argv[1:] if argv is None else argv))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("# Accuracy: out-of-fold, against a plain PyTorch loop on the same folds\n\n" + text)
+        args.out.write_text(merged(args.out.read_text() if args.out.is_file() else "", text))
     print(text)
 
 

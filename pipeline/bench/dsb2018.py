@@ -68,6 +68,12 @@ def train_seed(dataset_dir: str, seed: int, network: str = "unet", epochs: int =
     from pipeline.data import find_cases, splits
 
     split = splits.assign(find_cases("dsb2018", dataset_dir), **SPLIT)
+    return fit_split(split, seed, network, epochs, batch_size, roi, lr, val_interval, width)
+
+
+def fit_split(split: dict, seed: int = 0, network: str = "unet", epochs: int = 100, batch_size: int = 8,
+              roi: int = 256, lr: float = 1e-3, val_interval: int = 5, width: int = 16) -> dict:
+    """The plain loop on given ``train`` / ``val`` / ``test`` case lists."""
     train, val = _load(split["train"]), _load(split["val"])
     loop = PlainLoop(network, stacked(train, lambda x, y, g: _crop(x, y, roi, g)), len(train), batch_size=batch_size,
                      width=width, lr=lr, seed=seed)

@@ -104,6 +104,13 @@ def train_fold(dataset_dir: str, fold: int, folds: int, network: str = "unet", e
     from pipeline.data import find_cases, splits
 
     split = splits.assign(find_cases("lgg", dataset_dir), folds=folds, fold=fold, **SPLIT)
+    return {"fold": fold, "folds": folds, **fit_split(split, network, epochs, batch_size, lr, val_interval, width,
+                                                      seed, intensity_norm)}
+
+
+def fit_split(split: dict, network: str = "unet", epochs: int = 30, batch_size: int = 8, lr: float = 1e-3,
+              val_interval: int = 2, width: int = 16, seed: int = 0, intensity_norm: str = "fixed") -> dict:
+    """The plain loop on given ``train`` / ``val`` / ``test`` case lists (slices, in patient and slice order)."""
     (x, y), (vx, vy) = _load(split["train"], intensity_norm), _load(split["val"], intensity_norm)
     loop = PlainLoop(network, _flipped(x, y), len(x), batch_size=batch_size, width=width, lr=lr, seed=seed)
 
@@ -118,7 +125,7 @@ def train_fold(dataset_dir: str, fold: int, folds: int, network: str = "unet", e
         records = [case_record(p, t, hd95=False) for p, t in zip(pred, ty)]
         return {"volume_dice": _volume_dice(split["test"], pred, ty), **slice_summaries(records)}
 
-    return {"fold": fold, "folds": folds, "network": network, "epochs": epochs, "intensity_norm": intensity_norm,
+    return {"network": network, "epochs": epochs, "intensity_norm": intensity_norm,
             **fitted, "test_patients": sorted({c["group"] for c in split["test"]}), **loop.last_and_best(score)}
 
 
