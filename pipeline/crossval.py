@@ -16,7 +16,8 @@ augmentation off and on (then 90-degree rotations on top of the chosen pair), ke
 time and in this order, each choice is kept only where it raises the out-of-fold mean of the bundle's key metric
 (per image IoU; per patient volume Dice with ``group_metrics``): the checkpoint (``best.pt`` unless ``last.pt``
 scores higher), flip TTA, rot90 TTA, the threshold, the
-minimum object size, keeping the largest component, filling holes. Post-processing is the engines' own
+minimum object size, keeping the largest component, filling holes, and for volumes keeping the largest 3D component
+of each patient (``volume_largest_component``). Post-processing is the engines' own
 (:func:`pipeline.transforms.lesion_postprocessing`). ``<cv>/crossval.json`` records the folds, every trial (mean,
 paired bootstrap CI of the change, kept or not), the chosen settings and the out-of-fold score with the chosen
 settings (mean, median, n and bootstrap CI); ensemble inference applies the chosen settings without flags.
@@ -253,9 +254,9 @@ def _load(folders: list[Path]) -> list[dict]:
 
     cases = []
     for folder in folders:
-        for row in csv.DictReader(open(folder / "probabilities" / "index.csv")):
+        for row in _rows(folder):
             cid = row["case_id"]
-            cases.append({"case_id": cid, "group": row["group"], "slice": row["slice"],
+            cases.append({"case_id": cid, "group": row["group"], "slice": row["slice"], "folder": folder,
                           "prob": np.asarray(Image.open(folder / "probabilities" / f"{cid}.png")),
                           "truth": np.asarray(Image.open(folder / "truth" / f"{cid}.png")) > 0})
     return cases
@@ -274,6 +275,19 @@ def apply(prob_u8: np.ndarray, threshold: float, min_lesion_size: int = 0, keep_
         d = t(d)
     p = d["pred"]
     return (p.numpy() if hasattr(p, "numpy") else np.asarray(p))[0] > 0
+
+
+def _largest_in_volume(cases: list[dict], masks: list[np.ndarray]) -> list[np.ndarray]:
+    """Each patient's slice masks stacked in slice order, only the largest 3D component kept (the engines' own
+    :func:`pipeline.handlers.volumes.largest_in_volumes`)."""
+    from .handlers.volumes import largest_in_volumes
+
+    items = [{"i": i, "group": c["group"], "slice": int(c["slice"]) if str(c["slice"]).strip() else None, "mask": m}
+             for i, (c, m) in enumerate(zip(cases, masks))]
+    out = list(masks)
+    for item in largest_in_volumes(items):
+        out[item["i"]] = item["mask"]
+    return out
 
 
 def _scores(cases: list[dict], masks: list[np.ndarray], grouped: bool) -> dict[str, float]:
@@ -313,6 +327,8 @@ def choose(variants, grouped: bool, key_metric: str = "val_iou") -> dict:
 
     current = {"checkpoint": "best.pt", "flip_tta": False, "rot90_tta": False, "threshold": 0.5,
                "min_lesion_size": 0, "keep_largest_component": False, "fill_holes": False}
+    if grouped:
+        current["volume_largest_component"] = False
 
     def score(s: dict) -> dict[str, float] | None:
         cases = cases_of(s)
@@ -320,11 +336,13 @@ def choose(variants, grouped: bool, key_metric: str = "val_iou") -> dict:
             return None
         masks = [apply(c["prob"], s["threshold"], s["min_lesion_size"], s["keep_largest_component"], s["fill_holes"])
                  for c in cases]
+        if s.get("volume_largest_component"):
+            masks = _largest_in_volume(cases, masks)
         return _scores(cases, masks, grouped)
 
     candidates = [("checkpoint", ["last.pt"]), ("flip_tta", [True]), ("rot90_tta", [True]), ("threshold", [t for t in THRESHOLDS if t != 0.5]),
                   ("min_lesion_size", [m for m in MIN_SIZES if m]), ("keep_largest_component", [True]),
-                  ("fill_holes", [True])]
+                  ("fill_holes", [True])] + ([("volume_largest_component", [True])] if grouped else [])
     base = score(current)
     trials = []
     for name, values in candidates:
@@ -362,11 +380,16 @@ def _write_oof(out: Path, folders: list[Path], chosen: dict) -> None:
 
     for sub in ("probabilities", "masks"):
         (out / "oof" / sub).mkdir(parents=True, exist_ok=True)
-    for folder in folders:
-        for row in csv.DictReader(open(folder / "probabilities" / "index.csv")):
-            cid = row["case_id"]
-            src = folder / "probabilities" / f"{cid}.png"
-            shutil.copyfile(src, out / "oof" / "probabilities" / f"{cid}.png")
-            mask = apply(np.asarray(Image.open(src)), chosen["threshold"], chosen["min_lesion_size"],
-                         chosen["keep_largest_component"], chosen["fill_holes"])
-            Image.fromarray(mask.astype(np.uint8) * 255).save(out / "oof" / "masks" / f"{cid}.png")
+    cases = _load(folders)
+    masks = [apply(c["prob"], chosen["threshold"], chosen["min_lesion_size"], chosen["keep_largest_component"],
+                   chosen["fill_holes"]) for c in cases]
+    if chosen.get("volume_largest_component"):
+        masks = _largest_in_volume(cases, masks)
+    for c, mask in zip(cases, masks):
+        shutil.copyfile(c["folder"] / "probabilities" / f"{c['case_id']}.png",
+                        out / "oof" / "probabilities" / f"{c['case_id']}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(out / "oof" / "masks" / f"{c['case_id']}.png")
+
+
+def _rows(folder: Path) -> list[dict]:
+    return list(csv.DictReader(open(folder / "probabilities" / "index.csv")))

@@ -274,6 +274,16 @@ def lesion_postprocessing(min_size: int = 0, keep_largest: bool = False, fill_ho
     return out
 
 
+def largest_component_3d(volume: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of a binary (H, W, D) volume (MONAI's ``KeepLargestConnectedComponent``,
+    whose default connectivity is full): for a patient whose slices are stacked, the one tumour kept in 3D."""
+    from monai.transforms import KeepLargestConnectedComponent
+
+    v = torch.as_tensor(np.asarray(volume, dtype=np.uint8))[None]
+    out = KeepLargestConnectedComponent(applied_labels=[1])(v)
+    return np.asarray(out[0].cpu() if hasattr(out, "cpu") else out[0]) > 0
+
+
 def _plain(data):
     """The dict with its MetaTensors as plain tensors (sharing storage: no copy)."""
     if not isinstance(data, Mapping):

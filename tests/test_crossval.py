@@ -19,8 +19,9 @@ def _disc(h=40, w=40, r=10, cy=20, cx=20):
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
 
 
-def _variant(folder, cases):
-    """An out-of-fold folder as evaluate writes it with --save_probabilities true."""
+def _variant(folder, cases, groups=None):
+    """An out-of-fold folder as evaluate writes it with --save_probabilities true (``groups``: case id -> (group,
+    slice) for a sliced layout)."""
     (folder / "probabilities").mkdir(parents=True)
     (folder / "truth").mkdir()
     with open(folder / "probabilities" / "index.csv", "w", newline="") as f:
@@ -29,7 +30,8 @@ def _variant(folder, cases):
         for cid, prob, truth in cases:
             Image.fromarray(prob.astype(np.uint8)).save(folder / "probabilities" / f"{cid}.png")
             Image.fromarray(truth.astype(np.uint8) * 255).save(folder / "truth" / f"{cid}.png")
-            w.writerow({"case_id": cid, "group": cid, "slice": ""})
+            group, k = (groups or {}).get(cid, (cid, ""))
+            w.writerow({"case_id": cid, "group": group, "slice": k})
     return folder
 
 
@@ -65,6 +67,26 @@ def test_choices_are_kept_only_where_they_raise_the_out_of_fold_mean(tmp_path):
     assert kept == {("min_lesion_size", 16), ("fill_holes", True)} | (
         {("threshold", chosen["threshold"])} if chosen["threshold"] != 0.5 else set())
     assert all(t["change"] <= 0 for t in doc["trials"] if t["setting"] in ("checkpoint", "flip_tta", "rot90_tta"))
+
+
+def test_the_largest_3d_component_is_tried_per_patient_volume(tmp_path):
+    """A tumour across two slices and a false blob alone on a third: per slice the blob is its slice's largest
+    component, in 3D it is not, so only the volume's largest component removes it (and raises the volume Dice)."""
+    # the blob (1,134 px) outgrows every minimum size tried but the largest, which would take the tumour (1,017 px)
+    tumour = _disc(80, 80, r=18, cy=20, cx=20)
+    blob, empty = _disc(80, 80, r=19, cy=60, cx=60), np.zeros((80, 80), bool)
+    cases, groups = [], {}
+    for p in ("p1", "p2"):
+        for k, (truth, pred) in enumerate([(tumour, tumour), (tumour, tumour), (empty, blob)]):
+            cases.append((f"{p}_{k}", np.where(pred, 200, 10), truth))
+            groups[f"{p}_{k}"] = (p, str(k + 1))
+    folders = [_variant(tmp_path / "v", cases, groups)]
+    doc = crossval.choose(lambda *key: folders, grouped=True)
+    trial = [t for t in doc["trials"] if t["setting"] == "volume_largest_component"]
+    assert len(trial) == 1 and trial[0]["kept"] and doc["chosen"]["volume_largest_component"] is True
+    assert doc["oof_score"]["unit"] == "patient" and doc["oof_score"]["mean"] == pytest.approx(1.0)
+    assert doc["chosen"]["min_lesion_size"] == 0
+    assert "volume_largest_component" not in crossval.choose(lambda *key: folders, grouped=False)["chosen"]
 
 
 def test_grouped_scores_are_per_volume_dice():

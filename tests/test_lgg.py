@@ -323,6 +323,38 @@ def test_min_lesion_size_removes_small_predicted_blobs(min_size, kept, monkeypat
     assert int(post({"pred": pred})["pred"].sum()) == kept
 
 
+@pytest.mark.parametrize("largest", [False, True])
+def test_the_largest_3d_component_is_kept_per_patient(largest, tmp_path):
+    """A tumour on slices 1-2 and a false blob alone on slice 3 (disjoint in 3D, smaller than the tumour): with
+    ``volume_largest_component`` evaluation scores, and inference writes, the volume without the blob."""
+    from types import SimpleNamespace
+
+    from pipeline.handlers import CaseMetricsWriter, MaskWriter
+
+    tumour, blob = np.zeros((16, 16), bool), np.zeros((16, 16), bool)
+    tumour[2:7, 2:7], blob[10:14, 10:14] = True, True
+    batch, output = [], []
+    for k, (truth, pred) in enumerate([(tumour, tumour), (tumour, tumour), (np.zeros_like(tumour), blob)], start=1):
+        path = tmp_path / f"P_{k}.png"
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(path)
+        batch.append({"case_id": f"P_{k}", "group": "P", "slice": k, "image": str(path)})
+        output.append({"pred": torch.from_numpy(pred[None]).float(), "label": torch.from_numpy(truth[None]).float(),
+                       "image": type("I", (), {"meta": {"filename_or_obj": str(path)}})()})
+    engine = SimpleNamespace(state=SimpleNamespace(batch=batch, output=output))
+    writers = [CaseMetricsWriter(str(tmp_path / "eval"), group_metrics=True, volume_largest_component=largest),
+               MaskWriter(str(tmp_path / "infer"), overlays=False, volumes=True, volume_largest_component=largest)]
+    for w in writers:
+        w._started(engine)
+        w._iteration(engine)
+        w._completed(engine)
+    dice = float(next(csv.DictReader(open(tmp_path / "eval" / "per_group.csv")))["dice_volume"])
+    assert dice == pytest.approx(1.0 if largest else 2 * 50 / (50 + 66))
+    slice3 = np.asarray(Image.open(tmp_path / "infer" / "masks" / "P_3.png")) > 0
+    blob_left = 0 if largest else 16
+    assert slice3.sum() == blob_left
+    assert np.asarray(nib.load(tmp_path / "infer" / "volumes" / "P.nii.gz").dataobj).sum() == 50 + blob_left
+
+
 # --- the bundle end to end ---------------------------------------------------------------------------------------
 
 

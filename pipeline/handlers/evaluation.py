@@ -17,7 +17,7 @@ from ..runs import Timer, write_json
 from ..visualize import contact_sheet, overlay
 from .cases import as_mask, case_items, group_slice, slice_of, source_image, volume_source
 from .record import peak_memory
-from .volumes import SliceStack
+from .volumes import SliceStack, largest_in_volumes
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ class CaseMetricsWriter:
     With ``volumes``: ``volumes/<group>.nii.gz``, the predicted masks of each group whose cases carry slice numbers,
     stacked as in :class:`MaskWriter`.
 
+    With ``volume_largest_component``, each patient's slice masks (cases with a group and slice numbers) are stacked
+    and only their largest 3D component is kept before anything is scored or written (:func:`largest_in_volumes`).
+
     With ``probabilities`` (``--save_probabilities true``: the engine keeps the foreground probability before the
     threshold as ``probability``): ``probabilities/<case_id>.png``, the probability at full resolution as 8-bit
     (``round(255 p)``), and ``truth/<case_id>.png`` (0/255), the label as it was scored; what cross-validation
@@ -46,9 +49,10 @@ class CaseMetricsWriter:
     """
 
     def __init__(self, output_dir: str, worst_k: int = 8, extra: dict | None = None, group_metrics: bool = False,
-                 volumes: bool = False, probabilities: bool = False):
+                 volumes: bool = False, probabilities: bool = False, volume_largest_component: bool = False):
         self.out, self.worst_k, self.extra = Path(output_dir), worst_k, extra or {}
         self.group_metrics, self.volumes, self.probabilities = bool(group_metrics), bool(volumes), bool(probabilities)
+        self.volume_largest = bool(volume_largest_component)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
@@ -58,30 +62,38 @@ class CaseMetricsWriter:
     def _started(self, engine: Engine) -> None:
         self.records, self.worst, self.timer = [], [], Timer()
         self.preds, self.truths = SliceStack(), SliceStack()
-        self.index = []
+        self.index, self.pending = [], []
 
     def _iteration(self, engine: Engine) -> None:
         for case_id, path, o, b in case_items(engine, with_batch=True):
             if "label" not in o:
                 raise KeyError(f"{case_id}: evaluation needs a label for every case ({path})")
             pred, truth = as_mask(o["pred"]), as_mask(o["label"])
-            rec = {"case_id": case_id, **M.case_record(pred, truth)}
+            group, k = group_slice(b, case_id)
             if self.probabilities:
                 self._write_probability(case_id, o, truth)
-                self.index.append({"case_id": case_id, "group": group_slice(b, case_id)[0],
-                                   "slice": "" if group_slice(b, case_id)[1] is None else group_slice(b, case_id)[1]})
-            self.records.append(rec)
-            if self.group_metrics or self.volumes:
-                group, k = group_slice(b, case_id)
-                reference, axis = volume_source(b)
-                self.preds.add(group, k, case_id, pred, reference=reference, slice_axis=axis)
-                if self.group_metrics:
-                    self.truths.add(group, k, case_id, truth)
-            item = (-rec["iou"], case_id, (path, *slice_of(b, case_id)), pred, truth)
-            if len(self.worst) < self.worst_k:
-                heapq.heappush(self.worst, item)
+                self.index.append({"case_id": case_id, "group": group, "slice": "" if k is None else k})
+            item = {"case_id": case_id, "path": path, "group": group, "slice": k, "source": volume_source(b),
+                    "slice_of": slice_of(b, case_id), "mask": pred, "truth": truth}
+            if self.volume_largest:  # scored at the end, once each patient's volume is complete
+                self.pending.append(item)
             else:
-                heapq.heappushpop(self.worst, item)
+                self._score(item)
+
+    def _score(self, item: dict) -> None:
+        case_id, pred, truth = item["case_id"], item["mask"], item["truth"]
+        rec = {"case_id": case_id, **M.case_record(pred, truth)}
+        self.records.append(rec)
+        if self.group_metrics or self.volumes:
+            reference, axis = item["source"]
+            self.preds.add(item["group"], item["slice"], case_id, pred, reference=reference, slice_axis=axis)
+            if self.group_metrics:
+                self.truths.add(item["group"], item["slice"], case_id, truth)
+        heap_item = (-rec["iou"], case_id, (item["path"], *item["slice_of"]), pred, truth)
+        if len(self.worst) < self.worst_k:
+            heapq.heappush(self.worst, heap_item)
+        else:
+            heapq.heappushpop(self.worst, heap_item)
 
     def _write_probability(self, case_id: str, o: dict, truth: np.ndarray) -> None:
         if "probability" not in o:
@@ -93,6 +105,9 @@ class CaseMetricsWriter:
             Image.fromarray(img.astype(np.uint8)).save(self.out / folder / f"{case_id}.png")
 
     def _completed(self, engine: Engine) -> None:
+        for item in largest_in_volumes(self.pending):
+            self._score(item)
+        self.pending = []
         self.out.mkdir(parents=True, exist_ok=True)
         self.records.sort(key=lambda r: r["case_id"])
         fields = ["case_id", "iou", "dice", "hd95", "area_true", "area_pred"]

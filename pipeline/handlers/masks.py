@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..visualize import load_rgb, overlay
 from .cases import as_mask, case_items, group_slice, volume_source
-from .volumes import SliceStack
+from .volumes import SliceStack, largest_in_volumes
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +27,15 @@ class MaskWriter:
     masks only. Slices of NIfTI volumes (cases with ``reference`` and ``slice_axis``: :mod:`pipeline.data.nifti`)
     get their volume only, whatever ``volumes`` says: ``volumes/<case>.nii.gz`` with the source volume's shape,
     affine and header (:meth:`SliceStack.like_reference`), and a row per slice in ``predictions.csv``.
+
+    With ``volume_largest_component`` each patient's slice masks are stacked and only their largest 3D component is
+    kept before anything is written (:func:`largest_in_volumes`).
     """
 
-    def __init__(self, output_dir: str, overlays: bool = True, volumes: bool = False):
+    def __init__(self, output_dir: str, overlays: bool = True, volumes: bool = False,
+                 volume_largest_component: bool = False):
         self.out, self.overlays, self.volumes = Path(output_dir), overlays, bool(volumes)
+        self.volume_largest = bool(volume_largest_component)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
@@ -38,30 +43,42 @@ class MaskWriter:
         engine.add_event_handler(Events.COMPLETED, self._completed)
 
     def _started(self, engine: Engine) -> None:
-        self.rows, self.stack = [], SliceStack()
+        self.rows, self.stack, self.pending = [], SliceStack(), []
 
     def _iteration(self, engine: Engine) -> None:
         for case_id, path, o, b in case_items(engine, with_batch=True):
-            mask = as_mask(o["pred"])
-            reference, axis = volume_source(b)
-            if self.volumes or reference is not None:
-                self.stack.add(*group_slice(b, case_id), case_id, mask, reference=reference, slice_axis=axis)
-            if reference is not None:  # a slice of a NIfTI volume: the volume is written at the end
-                self.rows.append({"case_id": case_id, "source": path, "width": mask.shape[1],
-                                  "height": mask.shape[0], "area_pred": int(mask.sum())})
-                continue
-            (self.out / "masks").mkdir(parents=True, exist_ok=True)
-            with Image.open(path) as src:
-                if src.size != (mask.shape[1], mask.shape[0]):
-                    raise RuntimeError(f"{case_id}: predicted mask {mask.shape[::-1]} != source size {src.size}")
-            Image.fromarray(mask.astype(np.uint8) * 255).save(self.out / "masks" / f"{case_id}.png")
-            if self.overlays:
-                (self.out / "overlays").mkdir(parents=True, exist_ok=True)
-                Image.fromarray(overlay(load_rgb(path), pred=mask)).save(self.out / "overlays" / f"{case_id}.png")
-            self.rows.append({"case_id": case_id, "source": path, "width": mask.shape[1], "height": mask.shape[0],
-                              "area_pred": int(mask.sum())})
+            group, k = group_slice(b, case_id)
+            item = {"case_id": case_id, "path": path, "group": group, "slice": k, "source": volume_source(b),
+                    "mask": as_mask(o["pred"])}
+            if self.volume_largest:  # written at the end, once each patient's volume is complete
+                self.pending.append(item)
+            else:
+                self._write(item)
+
+    def _write(self, item: dict) -> None:
+        case_id, path, mask = item["case_id"], item["path"], item["mask"]
+        reference, axis = item["source"]
+        if self.volumes or reference is not None:
+            self.stack.add(item["group"], item["slice"], case_id, mask, reference=reference, slice_axis=axis)
+        if reference is not None:  # a slice of a NIfTI volume: the volume is written at the end
+            self.rows.append({"case_id": case_id, "source": path, "width": mask.shape[1],
+                              "height": mask.shape[0], "area_pred": int(mask.sum())})
+            return
+        (self.out / "masks").mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as src:
+            if src.size != (mask.shape[1], mask.shape[0]):
+                raise RuntimeError(f"{case_id}: predicted mask {mask.shape[::-1]} != source size {src.size}")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(self.out / "masks" / f"{case_id}.png")
+        if self.overlays:
+            (self.out / "overlays").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(overlay(load_rgb(path), pred=mask)).save(self.out / "overlays" / f"{case_id}.png")
+        self.rows.append({"case_id": case_id, "source": path, "width": mask.shape[1], "height": mask.shape[0],
+                          "area_pred": int(mask.sum())})
 
     def _completed(self, engine: Engine) -> None:
+        for item in largest_in_volumes(self.pending):
+            self._write(item)
+        self.pending = []
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / "predictions.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["case_id", "source", "width", "height", "area_pred"])

@@ -10,6 +10,26 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
+def largest_in_volumes(items: list[dict]) -> list[dict]:
+    """``items`` (dicts with ``group``, ``slice`` and a 2D ``mask``) with each group's masks replaced by the slices of
+    its largest 3D component (:func:`pipeline.transforms.largest_component_3d`), the group's slices stacked in slice
+    order; groups whose cases carry no slice number (plain images) are left as they are."""
+    from ..transforms import largest_component_3d
+
+    by_group: dict[str, list[dict]] = {}
+    for item in items:
+        by_group.setdefault(item["group"], []).append(item)
+    out = []
+    for group, members in by_group.items():
+        if any(m["slice"] is None for m in members) or len({m["mask"].shape for m in members}) > 1:
+            out += members
+            continue
+        members = sorted(members, key=lambda m: m["slice"])
+        kept = largest_component_3d(np.stack([m["mask"] for m in members], axis=-1))
+        out += [{**m, "mask": kept[..., j]} for j, m in enumerate(members)]
+    return out
+
+
 class SliceStack:
     """Binary slice masks per group (patient), kept bit-packed, stacked in slice order into (H, W, n_slices).
 
