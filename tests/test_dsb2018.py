@@ -87,6 +87,28 @@ def test_bundle_loads_rgb_and_the_union_of_the_masks(dsb_dir):
         assert set(np.unique(d["label"].numpy())) == {0.0, 1.0}
 
 
+@pytest.mark.parametrize("invert", [False, True])
+def test_bright_background_images_are_inverted_when_asked(invert, tmp_path):
+    """A bright-field-like image (dark nuclei on a bright background) reaches the network as bright on dark with
+    ``invert_bright_background``; a fluorescence-like one is left as it is either way."""
+    load = bundle_loader("dsb2018", invert_bright_background=invert)
+    rng = np.random.default_rng(0)
+    for name, background, nucleus in (("bright", 220, 60), ("dark", 10, 200)):
+        case = tmp_path / name
+        (case / "images").mkdir(parents=True)
+        (case / "masks").mkdir()
+        img = np.full((32, 32, 3), background, np.uint8) + rng.integers(0, 5, (32, 32, 3), dtype=np.uint8)
+        mask = np.zeros((32, 32), np.uint8)
+        mask[8:16, 8:16] = 255
+        img[mask > 0] = nucleus
+        Image.fromarray(img).save(case / "images" / f"{name}.png")
+        Image.fromarray(mask).save(case / "masks" / "m0.png")
+        d = load({"image": str(case / "images" / f"{name}.png"), "label": [str(case / "masks" / "m0.png")]})
+        x = d["image"].numpy().mean(0)
+        inside, outside = x[8:16, 8:16].mean(), x[20:, 20:].mean()
+        assert (inside > outside) == (name == "dark" or invert)
+
+
 def test_load_mask_union_single_path_and_meta(tmp_path):
     m = np.zeros((5, 7), dtype=np.uint8)
     m[1:3, 2:6] = 1  # 0/1 masks count too
