@@ -125,8 +125,8 @@ def report(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
     ours = doc["oof_score"]["per_unit"]
     cv_seconds = sum(json.loads((cv / f"fold_{k}" / "metrics.json").read_text()).get("train_seconds", 0)
                      for k in range(folds))
-    return {"cv": str(cv), "folds": folds, "bundle_file": doc["bundle_file"], "overrides": doc["overrides"],
-            "chosen": doc["chosen"], "metric": doc["oof_score"]["metric"], "unit": doc["oof_score"]["unit"],
+    return {"cv": str(cv.resolve()), "folds": folds, "bundle_file": doc["bundle_file"], "overrides": doc["overrides"],
+            "chosen": doc["chosen"], "trials": doc["trials"], "metric": doc["oof_score"]["metric"], "unit": doc["oof_score"]["unit"],
             "bundle": _summary(ours.values()), "plain": _summary(plain_scores.values()),
             "difference": {k: v for k, v in paired_difference(ours, plain_scores).items() if k != "units"},
             "bundle_train_s": round(cv_seconds, 1), "plain_train_s": round(sum(r["train_s"] for r in plain), 1),
@@ -150,6 +150,18 @@ def merged(existing: str, section: str) -> str:
     return TITLE + "\n" + "\n".join(parts[b] for b in order)
 
 
+def cv_command(res: dict) -> str:
+    """The cross-validation command that made ``res['cv']``, paths relative to the working directory."""
+    from pipeline.crossval import cli_args
+
+    def rel(v):
+        return os.path.relpath(v) if isinstance(v, str) and os.path.isabs(v) else v
+
+    overrides = {k: rel(v) for k, v in res["overrides"].items()}
+    return " ".join(["python -m monai.bundle run cross_validation --config_file", res["bundle_file"], "--folds",
+                     str(res["folds"]), *cli_args(overrides), "--output_dir", rel(res["cv"])])
+
+
 def markdown(res: dict, command: str) -> str:
     b, p, d = res["bundle"], res["plain"], res["difference"]
     lo, hi = d["ci"]
@@ -157,13 +169,19 @@ def markdown(res: dict, command: str) -> str:
     verdict = (f"paired 95% CI {lo:+.3f}..{hi:+.3f}, {side} 0 over cases; one training run per arm, so this ranks "
                "nothing until more seeds agree" if side else
                f"no difference shown (paired 95% CI {lo:+.3f}..{hi:+.3f} crosses 0)")
+    trials = [f"{t['setting']} {t['value']} ({t['change']:+.4f}, {t['change_ci'][0]:+.4f}..{t['change_ci'][1]:+.4f})"
+              for t in res.get("trials", []) if t.get("kept")]
     return "\n".join([
         f"## {Path(res['bundle_file']).stem}: {res['folds']}-fold cross-validation against a plain loop",
         "",
-        f"Regenerate: `{command}` (after the cross-validation command in `pipeline/bench/accuracy.py`).",
-        f"Bundle: `{res['bundle_file']}` with {res['overrides'] or 'no overrides'}; chosen out-of-fold: "
-        f"{res['chosen']}. Plain loop: {res['plain_params']}. One run per arm (seed 0): the CI is over cases, not "
-        "over training runs.",
+        "Regenerate (the cross-validation, then this report; both resume where they stopped):",
+        "",
+        f"    {cv_command(res)}",
+        f"    {command}",
+        "",
+        f"Bundle `{res['bundle_file']}`, chosen out-of-fold (change of the mean, paired 95% CI): "
+        f"{'; '.join(trials) or 'nothing beyond the defaults'}. Plain loop: {res['plain_params']}. One run per arm "
+        "(seed 0): the CI is over cases, not over training runs.",
         "",
         f"| arm | n ({res['unit']}s) | out-of-fold {METRIC_NAMES[res['metric']]} mean | median | 95% CI "
         "| training wall time |",
