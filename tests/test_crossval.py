@@ -172,6 +172,9 @@ def test_the_accuracy_report_scores_the_plain_loop_on_the_same_folds(cross_valid
 
     cv = cross_validated["cv"]
     res = accuracy.report(cv, epochs=1, size=32)
+    with pytest.MonkeyPatch.context() as mp:  # a second report reuses the fold results: it trains nothing
+        mp.setattr(accuracy, "plain_fold", lambda *a, **k: pytest.fail("the plain loop was trained again"))
+        assert accuracy.report(cv, epochs=1, size=32)["plain"] == res["plain"]
     assert res["bundle"]["n"] == res["plain"]["n"] == res["difference"]["n"] == 8
     tested = {cid for k in range(2) for cid in json.loads((cv / "plain" / f"fold_{k}.json").read_text())["test"]}
     assert tested == set(json.loads((cv / "crossval.json").read_text())["oof_score"]["per_unit"])

@@ -54,7 +54,8 @@ def plain_fold(fold_dir: Path, epochs: int, size: int = 256, lr: float = 1e-3, b
     left-right flips, volume Dice for the checkpoint (:func:`pipeline.bench.lgg.fit_split`)."""
     record, side = _fold(fold_dir)
     network, width = record["network"], int(record["width"])
-    common = {"params": {"epochs": epochs, "size": size, "lr": lr, "batch_size": batch_size, "seed": seed},
+    common = {"params": {"epochs": epochs, "size": size, "lr": lr, "batch_size": batch_size, "seed": seed,
+                         "val_interval": val_interval},
               "network": network, "width": width}
     if record["layout"] == "lgg":
         from pipeline.bench import lgg
