@@ -176,6 +176,9 @@ def test_the_accuracy_report_scores_the_plain_loop_on_the_same_folds(cross_valid
         mp.setattr(accuracy, "plain_fold", lambda *a, **k: pytest.fail("the plain loop was trained again"))
         assert accuracy.report(cv, epochs=1, size=32)["plain"] == res["plain"]
     assert res["bundle"]["n"] == res["plain"]["n"] == res["difference"]["n"] == 8
+    both = accuracy.report([cv, cv], epochs=1, size=32)  # two runs per arm: averaged per case, listed per run
+    assert both["runs"] == 2 and len(both["per_run"]) == 2 and both["bundle"]["mean"] == pytest.approx(
+        res["bundle"]["mean"]) and "2 runs per arm" in accuracy.markdown(both, "x")
     tested = {cid for k in range(2) for cid in json.loads((cv / "plain" / f"fold_{k}.json").read_text())["test"]}
     assert tested == set(json.loads((cv / "crossval.json").read_text())["oof_score"]["per_unit"])
     text = accuracy.markdown(res, "python -m pipeline.bench.accuracy --cv X")

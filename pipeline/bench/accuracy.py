@@ -110,7 +110,36 @@ def _summary(values) -> dict:
 PLAIN_DEFAULTS = {"dsb2018": {"size": 256, "val_interval": 5}, "lgg": {"size": 256, "val_interval": 2}}
 
 
-def report(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
+def report(cvs, epochs: int | None = None, **plain_kwargs) -> dict:
+    """One cross-validation folder against the plain loop on its folds; several (the same bundle and folds, other
+    ``--seed``): each against the plain loop with its seed, per unit the runs of each arm averaged before the paired
+    bootstrap, and the per-run means listed."""
+    cvs = [Path(cvs)] if isinstance(cvs, (str, Path)) else [Path(c) for c in cvs]
+    runs = [_report_one(cv, epochs, **plain_kwargs) for cv in cvs]
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    for r in runs[1:]:
+        if (r["bundle_file"], r["folds"], set(r["bundle_units"])) != (first["bundle_file"], first["folds"],
+                                                                      set(first["bundle_units"])):
+            raise SystemExit(f"error: {r['cv']} is not a run of {first['bundle_file']} on the folds of {first['cv']}")
+
+    def mean_over_runs(key):
+        return {u: float(np.mean([r[key][u] for r in runs])) for u in first[key]}
+
+    ours, plain = mean_over_runs("bundle_units"), mean_over_runs("plain_units")
+    return {**first, "cv": [r["cv"] for r in runs], "runs": len(runs), "seeds": [r["seed"] for r in runs],
+            "overrides_per_run": [r["overrides"] for r in runs],
+            "per_run": [{"seed": r["seed"], "bundle": r["bundle"]["mean"], "plain": r["plain"]["mean"],
+                         "difference": r["difference"]["mean"]} for r in runs],
+            "bundle": _summary(ours.values()), "plain": _summary(plain.values()),
+            "difference": {k: v for k, v in paired_difference(ours, plain).items() if k != "units"},
+            "bundle_units": ours, "plain_units": plain,
+            "bundle_train_s": round(sum(r["bundle_train_s"] for r in runs), 1),
+            "plain_train_s": round(sum(r["plain_train_s"] for r in runs), 1)}
+
+
+def _report_one(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
     doc = json.loads((cv / "crossval.json").read_text())
     if "oof_score" not in doc:
         raise SystemExit(f"error: {cv}: the cross-validation has not finished; run it again to complete it")
@@ -118,7 +147,8 @@ def report(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
     record = json.loads((cv / "fold_0" / "config.json").read_text())["hyperparameters"]
     epochs = epochs or int(record["epochs"])
     (cv / "plain").mkdir(exist_ok=True)
-    params = {"epochs": epochs, "size": 256, "lr": 1e-3, "batch_size": 8, "seed": 0, "val_interval": 2,
+    params = {"epochs": epochs, "size": 256, "lr": 1e-3, "batch_size": 8, "seed": int(record.get("seed", 0)),
+              "val_interval": 2,
               **PLAIN_DEFAULTS.get(record["layout"], {}), **{k: v for k, v in plain_kwargs.items() if v is not None}}
     plain = [reuse_or_run(cv / "plain" / f"fold_{k}.json", {"params": params},
                           lambda k=k: plain_fold(cv / f"fold_{k}", **params)) for k in range(folds)]
@@ -127,8 +157,10 @@ def report(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
     cv_seconds = sum(json.loads((cv / f"fold_{k}" / "metrics.json").read_text()).get("train_seconds", 0)
                      for k in range(folds))
     return {"cv": str(cv.resolve()), "folds": folds, "bundle_file": doc["bundle_file"], "overrides": doc["overrides"],
-            "chosen": doc["chosen"], "trials": doc["trials"], "metric": doc["oof_score"]["metric"], "unit": doc["oof_score"]["unit"],
-            "bundle": _summary(ours.values()), "plain": _summary(plain_scores.values()),
+            "chosen": doc["chosen"], "trials": doc["trials"], "metric": doc["oof_score"]["metric"],
+            "unit": doc["oof_score"]["unit"],
+            "bundle": _summary(ours.values()), "plain": _summary(plain_scores.values()), "runs": 1,
+            "seed": int(record.get("seed", 0)), "bundle_units": ours, "plain_units": plain_scores,
             "difference": {k: v for k, v in paired_difference(ours, plain_scores).items() if k != "units"},
             "bundle_train_s": round(cv_seconds, 1), "plain_train_s": round(sum(r["train_s"] for r in plain), 1),
             "plain_params": plain[0]["params"], "machine": {"platform": platform.platform(),
@@ -151,6 +183,13 @@ def merged(existing: str, section: str) -> str:
     return TITLE + "\n" + "\n".join(parts[b] for b in order)
 
 
+def cv_commands(res: dict) -> list[str]:
+    """The cross-validation commands that made the report's folders."""
+    if res.get("runs", 1) == 1:
+        return [cv_command(res)]
+    return [cv_command({**res, "cv": cv, "overrides": o}) for cv, o in zip(res["cv"], res["overrides_per_run"])]
+
+
 def cv_command(res: dict) -> str:
     """The cross-validation command that made ``res['cv']``, paths relative to the working directory."""
     from pipeline.crossval import cli_args
@@ -167,9 +206,23 @@ def markdown(res: dict, command: str) -> str:
     b, p, d = res["bundle"], res["plain"], res["difference"]
     lo, hi = d["ci"]
     side = "above" if lo > 0 else "below" if hi < 0 else None
-    verdict = (f"paired 95% CI {lo:+.3f}..{hi:+.3f}, {side} 0 over cases; one training run per arm, so this ranks "
-               "nothing until more seeds agree" if side else
-               f"no difference shown (paired 95% CI {lo:+.3f}..{hi:+.3f} crosses 0)")
+    n_runs = res.get("runs", 1)
+    per_run = res.get("per_run") or [{"seed": res.get("seed", 0), "bundle": b["mean"], "plain": p["mean"],
+                                      "difference": d["mean"]}]
+    same_sign = all(r["difference"] > 0 for r in per_run) or all(r["difference"] < 0 for r in per_run)
+    if not side:
+        verdict = f"no difference shown (paired 95% CI {lo:+.3f}..{hi:+.3f} crosses 0)"
+    elif n_runs == 1:
+        verdict = (f"paired 95% CI {lo:+.3f}..{hi:+.3f}, {side} 0 over cases; one training run per arm, so this ranks "
+                   "nothing until more seeds agree")
+    else:
+        verdict = (f"paired 95% CI {lo:+.3f}..{hi:+.3f}, {side} 0 over cases, with {n_runs} runs per arm whose "
+                   f"differences {'agree in sign' if same_sign else 'disagree in sign'}; few runs, so read it as "
+                   "evidence, not a settled ranking")
+    runs_line = (f"{n_runs} runs per arm (seeds {', '.join(str(r['seed']) for r in per_run)}; per run, bundle / plain: "
+                 + ", ".join(f"{r['bundle']:.3f} / {r['plain']:.3f}" for r in per_run)
+                 + "); per unit each arm's runs are averaged before the paired bootstrap" if n_runs > 1 else
+                 f"One run per arm (seed {per_run[0]['seed']}): the CI is over cases, not over training runs")
     trials = [f"{t['setting']} {t['value']} ({t['change']:+.4f}, {t['change_ci'][0]:+.4f}..{t['change_ci'][1]:+.4f})"
               for t in res.get("trials", []) if t.get("kept")]
     return "\n".join([
@@ -177,12 +230,12 @@ def markdown(res: dict, command: str) -> str:
         "",
         "Regenerate (the cross-validation, then this report; both resume where they stopped):",
         "",
-        f"    {cv_command(res)}",
+        *[f"    {c}" for c in cv_commands(res)],
         f"    {command}",
         "",
         f"Bundle `{res['bundle_file']}`, chosen out-of-fold (change of the mean, paired 95% CI): "
-        f"{'; '.join(trials) or 'nothing beyond the defaults'}. Plain loop: {res['plain_params']}. One run per arm "
-        "(seed 0): the CI is over cases, not over training runs.",
+        f"{'; '.join(trials) or 'nothing beyond the defaults'}{' (first run)' if n_runs > 1 else ''}. Plain loop: {res['plain_params']}. "
+        f"{runs_line}.",
         "",
         f"| arm | n ({res['unit']}s) | out-of-fold {METRIC_NAMES[res['metric']]} mean | median | 95% CI "
         "| training wall time |",
@@ -204,15 +257,27 @@ def main(argv=None) -> None:
     import sys
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cv", required=True, type=Path, help="a finished cross-validation folder")
+    ap.add_argument("--cv", required=True, type=Path, nargs="+",
+                    help="a finished cross-validation folder, or several of one bundle on the same folds (--seed)")
     ap.add_argument("--epochs", type=int, default=None, help="plain loop epochs (default: the bundle run's)")
     ap.add_argument("--size", type=int, default=None, help="plain loop squash (PH2) or crop (DSB2018) size; 256")
     ap.add_argument("--lr", type=float, default=None, help="plain loop learning rate (default 1e-3)")
     ap.add_argument("--out", type=Path, default=None,
                     help="add (or replace) this bundle's section of this markdown file (default: print)")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="another finished cross-validation on the same folds: print the paired difference of the "
+                         "two out-of-fold scores (this one minus that one) instead of training the plain loop")
     args = ap.parse_args(argv)
+    if args.against:
+        args.cv = args.cv[0]
+        ours, theirs = (json.loads((cv / "crossval.json").read_text())["oof_score"] for cv in (args.cv, args.against))
+        d = paired_difference(ours["per_unit"], theirs["per_unit"])
+        print(f"{args.cv} minus {args.against}: out-of-fold {ours['metric']} {ours['mean']:.3f} - {theirs['mean']:.3f}"
+              f" = {d['mean']:+.4f} over {d['n']} {ours['unit']}s, paired 95% CI {d['ci'][0]:+.4f}..{d['ci'][1]:+.4f}"
+              f", better on {d['better']}")
+        return
     res = report(args.cv, args.epochs, size=args.size, lr=args.lr)
-    (args.cv / "accuracy.json").write_text(json.dumps(res, indent=1))
+    (args.cv[0] / "accuracy.json").write_text(json.dumps(res, indent=1))
     text = markdown(res, "python -m pipeline.bench.accuracy " + " ".join(sys.argv[1:] if argv is None else argv))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
