@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -19,27 +18,25 @@ from conftest import ROOT, error_chain, run_in_process
 
 
 def test_sigkill_then_resume_reaches_the_planned_epoch(tmp_path):
+    """The run is SIGKILLed by a handler of its own, right after epoch 2's checkpoint is written (the last handler
+    on the trainer's EPOCH_COMPLETED), so the point of the kill is fixed, not a race against the clock."""
     data = write_ph2(tmp_path / "PH2Dataset", n_cases=6, seed=1)
     run = tmp_path / "run"
-    args = ["run", "training", "--config_file", "bundles/ph2.json", "--dataset_dir", str(data), "--epochs", "6",
-            "--val_interval", "1", "--batch_size", "2", "--image_size", "128", "--roi_size", "[128,128]",
-            "--output_dir", str(run)]
-    proc = subprocess.Popen([sys.executable, "-m", "monai.bundle", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            done = json.loads((run / "metrics.json").read_text()).get("epochs_done", 0) if (
-                run / "metrics.json").is_file() else 0
-            if done >= 2 and (run / "models" / "last.pt").is_file():
-                break
-            assert proc.poll() is None, "training ended before it could be killed"
-            time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    training = json.loads((ROOT / "configs" / "engine.json").read_text())["training"]
+    at = training.index("$@train#checkpoints.attach(@train#trainer)") + 1
+    training.insert(at, "$@train#trainer.add_event_handler(ignite.engine.Events.EPOCH_COMPLETED(once=2), "
+                        "lambda engine: os.kill(os.getpid(), 9))")  # 9: SIGKILL; "signal" would need an import
+    (tmp_path / "kill_after_epoch_2.json").write_text(json.dumps({"training": training}))
+    args = ["run", "training", "--config_file", f"['bundles/ph2.json','{tmp_path / 'kill_after_epoch_2.json'}']",
+            "--dataset_dir", str(data), "--epochs", "6", "--val_interval", "1", "--batch_size", "2",
+            "--image_size", "128", "--roi_size", "[128,128]", "--output_dir", str(run)]
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     killed_at = torch.load(run / "models" / "last.pt", weights_only=True)["trainer"]
-    assert killed_at["iteration"] // killed_at["epoch_length"] < 6
+    assert killed_at["iteration"] == 2 * killed_at["epoch_length"]
+    record = json.loads((run / "metrics.json").read_text())
+    assert [h["epoch"] for h in record["history"]] == [1, 2] and not record.get("completed")
 
     # the resume in process: the command line's part was starting and being killed
     run_in_process("training", dataset_dir=data, epochs=6, val_interval=1, batch_size=2, image_size=128,

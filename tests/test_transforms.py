@@ -138,9 +138,8 @@ def test_fill_binary_holes_matches_monai(shape, connectivity, density):
         np.testing.assert_array_equal(fill_binary_holes(mask, connectivity), ref)
 
 
-def test_fill_binary_holesd_keeps_meta_and_is_faster_than_monai():
-    import time
-
+def test_fill_binary_holesd_keeps_meta_and_matches_monai():
+    """Its speed against MONAI's is measured by ``python -m pipeline.bench.postprocessing``, not here."""
     from monai.data import MetaTensor
     from monai.transforms import FillHolesd
 
@@ -155,12 +154,5 @@ def test_fill_binary_holesd_keeps_meta_and_is_faster_than_monai():
     assert isinstance(out, MetaTensor) and out.meta["filename_or_obj"] == "IMD002.bmp" and out.dtype == pred.dtype
     assert torch.equal(out, monai({"pred": pred.clone()})["pred"])
     assert out.sum() > pred.sum()  # the 2% pinholes inside the blob are filled
-    times = {"ours": [], "monai": []}
-    for _ in range(3):  # interleaved, so a noisy machine slows both alike
-        for name, t in (("ours", ours), ("monai", monai)):
-            t0 = time.perf_counter()
-            t({"pred": pred.clone()})
-            times[name].append(time.perf_counter() - t0)
-    assert min(times["monai"]) > 2 * min(times["ours"])  # about 8x on an idle 2-core machine
     with pytest.raises(ValueError, match="pred: FillBinaryHolesd expects a one-channel mask, got 2 channels"):
         ours({"pred": torch.zeros(2, 4, 4)})
