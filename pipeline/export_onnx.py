@@ -90,7 +90,9 @@ def export(config_file: str, ckpt: str, out: str, overrides: dict | None = None,
 
 def check_with_onnxruntime(net: torch.nn.Module, path: Path, x: torch.Tensor, atol: float = 1e-4) -> float | None:
     """Max absolute difference between the ONNX file's output (onnxruntime, CPU) and the network's on ``x``; an
-    error above ``atol``. None (and a log line) when onnxruntime is not installed."""
+    error above ``atol`` times the output's largest magnitude (at least 1): onnxruntime sums in another order, and
+    float32 rounding grows with the size of what is summed, so logits in the hundreds differ by more than 1e-4
+    where the graph is right. None (and a log line) when onnxruntime is not installed."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -102,7 +104,7 @@ def check_with_onnxruntime(net: torch.nn.Module, path: Path, x: torch.Tensor, at
         want = net(x)
     want = (want[0] if isinstance(want, (list, tuple)) else want).numpy()
     diff = float(np.max(np.abs(got - want)))
-    if got.shape != want.shape or not diff <= atol:
+    if got.shape != want.shape or not diff <= atol * max(1.0, float(np.max(np.abs(want)))):
         raise RuntimeError(f"{path}: onnxruntime output differs from the network's (shape {got.shape} vs "
                            f"{want.shape}, max abs difference {diff})")
     logger.info("checked with onnxruntime: max abs difference %.2e", diff)

@@ -65,3 +65,43 @@ def error_chain(exc: BaseException) -> str:
         messages.append(str(exc))
         exc = exc.__cause__ or exc.__context__
     return "\n".join(messages)
+
+
+def balance_output(net, x):
+    """Make ``net`` a hand-set model whose masks on ``x`` hold both classes, about half of each, with logits far
+    from 0 at most pixels: batch-norm statistics taken from ``x`` (an untrained network's eval-mode output is
+    nearly constant), then the output convolution (its last one-channel conv) shifted and scaled so that the
+    logits on ``x`` have median 0 and spread 1. Export and layout checks compare the masks of such a model, which
+    an untrained network (all one class, or all on the threshold) would pass blindly. Returns ``net`` in eval mode."""
+    import torch
+
+    out = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
+           and m.out_channels == 1 and m.bias is not None][-1]
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None  # a plain average over the calibration passes
+        net.train()
+        net(x)
+        net.eval()
+        y = net(x)
+        out.bias -= y.median()
+        scale = 1.0 / (y - y.median()).abs().median().clamp_min(1e-12)
+        out.weight *= scale
+        out.bias *= scale
+    return net
+
+
+def smooth_image(height: int, width: int, seed: int = 0):
+    """A (1, 3, H, W) float image in [0, 1] with structure at several scales (sums of random sinusoids), on which a
+    network's output has regions rather than noise."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
+    chans = []
+    for _ in range(3):
+        f, phase = torch.rand(2, generator=g) * 6 + 1, torch.rand(2, generator=g) * 6.28
+        chans.append(0.5 + 0.25 * torch.sin(f[0] * 6.28 * yy + phase[0]) + 0.25 * torch.cos(f[1] * 6.28 * xx + phase[1]))
+    return torch.stack(chans)[None]

@@ -1,5 +1,6 @@
 """ONNX export (``python -m pipeline.export_onnx``): a clear error where ``onnx`` / ``onnxscript`` are missing; where
-they and ``onnxruntime`` are installed (``pip install -e ".[onnx]"``), the exported file gives the network's output."""
+they and ``onnxruntime`` are installed (``pip install -e ".[onnx]"``; the ``test`` extra includes them, so these tests
+always run), the exported file gives the network's output."""
 
 import sys
 
@@ -10,9 +11,11 @@ import torch
 from pipeline.export_onnx import export, main, missing_packages
 from pipeline.networks import NETWORKS, build_network
 
-from conftest import ROOT
+from conftest import ROOT, balance_output, smooth_image
 
-MISSING = missing_packages(("onnx", "onnxscript", "onnxruntime"))
+# not a skip: `pip install -e ".[test]"` installs them, so a missing one is a broken test environment
+_MISSING = missing_packages(("onnx", "onnxscript", "onnxruntime"))
+assert not _MISSING, f"{', '.join(_MISSING)} not installed: pip install -e '.[test]' installs the ONNX packages"
 
 
 @pytest.mark.parametrize("absent", ["onnx", "onnxscript"])
@@ -27,22 +30,27 @@ def test_missing_package_is_named(absent, monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "model.onnx").exists()
 
 
-@pytest.mark.skipif(bool(MISSING), reason=f"ONNX export not checked: {', '.join(MISSING)} not installed "
-                                          "(pip install -e '.[onnx]')")
 @pytest.mark.parametrize("network", sorted(NETWORKS))
 def test_onnxruntime_matches_the_network(network, monkeypatch, tmp_path):
     import onnxruntime as ort
 
     monkeypatch.chdir(ROOT)
     torch.manual_seed(0)
-    net = build_network(network, width=4).eval()
+    x = torch.cat([smooth_image(64, 64, seed=s) for s in range(3)])  # any batch size; H, W: the bundle's roi_size
+    net = balance_output(build_network(network, width=4), x)  # masks with both classes, logits away from 0
     torch.save(net.state_dict(), tmp_path / "best.pt")
     path = export("bundles/ph2.json", str(tmp_path / "best.pt"), str(tmp_path / "model.onnx"),
                   {"network": network, "width": 4, "roi_size": [64, 64]})
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = torch.rand(3, 3, 64, 64)  # any batch size; height and width are the bundle's roi_size
     got = session.run(["logits"], {"image": x.numpy()})[0]
     with torch.no_grad():
         want = net(x).numpy()
     assert got.shape == (3, 1, 64, 64)
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+    # ONNX Runtime sums in another order: float32 rounding grows with the magnitude of the logits (up to about 15
+    # here; 2e-4 seen for segnet), so the tolerance is 1e-4 of the largest, the rule export() itself checks; a wrong
+    # graph misses it by orders of magnitude. Masks may differ only where the logit is within that of 0.
+    tol = 1e-4 * max(1.0, float(np.abs(want).max()))
+    assert float(np.abs(got - want).max()) <= tol
+    near_threshold = np.abs(want) <= tol
+    assert near_threshold.mean() < 0.01 and 0.2 < (want > 0).mean() < 0.8
+    np.testing.assert_array_equal((got > 0)[~near_threshold], (want > 0)[~near_threshold])
