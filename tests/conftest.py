@@ -105,3 +105,26 @@ def smooth_image(height: int, width: int, seed: int = 0):
         f, phase = torch.rand(2, generator=g) * 6 + 1, torch.rand(2, generator=g) * 6.28
         chans.append(0.5 + 0.25 * torch.sin(f[0] * 6.28 * yy + phase[0]) + 0.25 * torch.cos(f[1] * 6.28 * xx + phase[1]))
     return torch.stack(chans)[None]
+
+
+class ScriptedValidation:
+    """A validation handler that replaces the key metric with the next of ``scores`` (after the real metrics are
+    computed, before the best checkpoint reads them) and keeps a copy of the weights it validated in the class's
+    ``weights``, keyed by the 1-based validation count: a run whose validation improves and then worsens on cue.
+    (A class attribute: the bundle parser copies what a config holds.) Tests only."""
+
+    weights: dict = {}
+
+    def __init__(self, scores, key: str = "val_iou"):
+        self.scores, self.key = list(scores), key
+        ScriptedValidation.weights = {}
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine) -> None:
+        n = len(self.weights)
+        engine.state.metrics[self.key] = self.scores[n]
+        self.weights[n + 1] = {k: v.detach().clone() for k, v in engine.network.state_dict().items()}

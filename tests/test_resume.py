@@ -152,3 +152,39 @@ def test_a_write_that_fails_midway_leaves_the_previous_last_checkpoint(tmp_path,
     again = torch.load(tmp_path / "last.pt", weights_only=True)
     assert again["trainer"]["iteration"] == saved["trainer"]["iteration"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left behind
+
+
+def test_best_holds_the_best_epoch_and_last_the_last_through_a_resume(tmp_path):
+    """Validation scripted to improve and then worsen: best.pt holds the weights validated at the best epoch,
+    last.pt the last epoch's, and a resumed run keeps best.pt until a better score, then replaces it."""
+    from conftest import ScriptedValidation
+
+    data = write_ph2(tmp_path / "PH2Dataset", n_cases=6, seed=1)
+    run = tmp_path / "run"
+    validate = json.loads((ROOT / "configs" / "engine.json").read_text())["validate"]
+    def train(epochs, scores, **kw):
+        scripted = {"_target_": "conftest.ScriptedValidation", "scores": scores}
+        run_in_process("training", dataset_dir=data, epochs=epochs, val_interval=1, batch_size=2, image_size=64,
+                       roi_size=[64, 64], width=4, output_dir=run,
+                       validate={**validate, "handlers": validate["handlers"] + [scripted]}, **kw)
+        return ScriptedValidation.weights
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    weights = train(4, [0.2, 0.6, 0.4, 0.3])
+    best, last = (torch.load(run / "models" / f, weights_only=True) for f in ("best.pt", "last.pt"))
+    assert same(best, weights[2]) and not same(best, weights[4]) and same(last["network"], weights[4])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["best"]["epoch"] == 2 and metrics["best"]["val_iou"] == pytest.approx(0.6)
+
+    weights = train(6, [0.5, 0.55], resume="true")  # epochs 5, 6: worse than 0.6
+    best = torch.load(run / "models" / "best.pt", weights_only=True)
+    last = torch.load(run / "models" / "last.pt", weights_only=True)
+    assert not same(best, weights[1]) and same(last["network"], weights[2])
+    assert last["trainer"]["iteration"] == 6 * last["trainer"]["epoch_length"]
+    assert json.loads((run / "metrics.json").read_text())["best"]["epoch"] == 2
+
+    weights = train(8, [0.7, 0.65], resume="true")  # epoch 7 better, 8 worse
+    best = torch.load(run / "models" / "best.pt", weights_only=True)
+    assert same(best, weights[1]) and json.loads((run / "metrics.json").read_text())["best"]["epoch"] == 7
