@@ -45,6 +45,7 @@ def test_cli_values_parse_back_to_the_same_python_values():
     ("name: x\nbundle: bundles/ph2.json\ngrid: {lr: [0.1]}\nfixed: {lr: 0.2}\n", "given both in fixed and in grid"),
     ("name: x\nbundle: bundles/ph2.json\ngrid: {lr: [0.1]}\nsplits: test\n", "unknown keys"),
     ("name: x\nbundle: bundles/ph2.json\ngrid: {lr: [0.1]}\nsplit: all\n", "split must be"),
+    ("name: x\nbundle: bundles/ph2.json\ngrid: {lr: [0.1]}\nfixed: {epoch: 3}\n", r"\['epoch'\] are not settings of"),
 ])
 def test_bad_study_files_name_the_problem(tmp_path, monkeypatch, text, message):
     monkeypatch.chdir(ROOT)

@@ -83,6 +83,12 @@ class Run:
     folder: Path
 
 
+def bundle_ids(bundle_file: str | Path) -> set[str]:
+    """The settings a run of ``bundle_file`` records and a study or command line may override: the keys of its
+    ``settings`` (what ``pipeline.bundles`` writes from the bundle and configs/defaults.json)."""
+    return set(json.loads(Path(bundle_file).read_text())["settings"])
+
+
 def load_study(path: str | Path) -> Study:
     """Read and check a study file; every problem names the file and the key."""
     import yaml
@@ -111,6 +117,11 @@ def load_study(path: str | Path) -> Study:
     both = set(fixed) & set(grid)
     if both:
         raise ValueError(f"{path}: {sorted(both)} given both in fixed and in grid")
+    ids = bundle_ids(doc["bundle"])
+    typos = sorted(k for k in [*fixed, *grid] if k not in ids)
+    if typos:
+        raise ValueError(f"{path}: {typos} are not settings of {doc['bundle']} (a typo would train with the "
+                         f"bundle default); its settings: {', '.join(sorted(ids))}")
     if doc.get("pool") and doc["pool"] not in grid:
         raise ValueError(f"{path}: pool {doc['pool']!r} is not a grid key")
     if doc.get("split", "test") not in ("train", "val", "test"):
