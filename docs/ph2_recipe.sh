@@ -17,7 +17,7 @@ python -m monai.bundle run training --config_file bundles/ph2.json --dataset_dir
 train_s=$(( $(date +%s) - start ))
 for pp in false true; do
     python -m monai.bundle run evaluate --config_file bundles/ph2.json --dataset_dir "$data" \
-        --ckpt "$out/models/best.pt" --split val --keep_largest_component $pp --fill_holes $pp \
+        --ckpt "$out/models/best.pt" --split val --keep_largest_component $pp --fill_holes $pp --override_recorded true \
         --output_dir "$out/val_postprocess_$pp" "$@" > /dev/null 2>&1
     python - "$out/val_postprocess_$pp/metrics.json" "$name" "$pp" "$train_s" <<'PY'
 import json, sys

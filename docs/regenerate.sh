@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Regenerate every table and figure README.md and docs/ publish, at HEAD, from the shared data. Not a test: on the
+# 2-core CPU machine it takes about 20 hours (sections below give their share). Every step resumes or skips what is
+# done (studies and cross-validations skip finished runs and folds), so the script can be stopped and started again.
+#
+#   bash docs/regenerate.sh [SECTION ...]     sections: results cv studies recipes performance (default: all)
+#
+# Threads: the figures were made with torch's default of one thread per core on 2-core VMs (OMP_NUM_THREADS=2),
+# except where a doc says one thread; the float summation order, and so the last digits of a score, depend on it.
+# Results reproduce on one machine; another CPU moves scores by about 0.01 (README, Results), which is the noise to
+# allow when comparing with the published figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+PH2=../shared/data/ph2/PH2Dataset
+LGG=../shared/data/lgg/kaggle_3m
+DSB=../shared/data/dsb2018/stage1_train
+sections=${*:-results cv studies recipes performance}
+
+train_and_test() {  # bundle, dataset, run folder: README's single training and its test-split evaluation
+    [ -f "$3/metrics.json" ] && grep -q '"completed": true' "$3/metrics.json" || \
+        python -m monai.bundle run training --config_file "bundles/$1.json" --dataset_dir "$2" --output_dir "$3"
+    python -m monai.bundle run evaluate --config_file "bundles/$1.json" --dataset_dir "$2" \
+        --ckpt "$3/models/best.pt" --output_dir "$3/eval-test"
+}
+
+for section in $sections; do
+    echo "=== $section ($(date))"
+    case $section in
+    results)  # README, Results (about 1 h)
+        train_and_test ph2 "$PH2" runs/final/ph2
+        train_and_test dsb2018 "$DSB" runs/final/dsb2018
+        OMP_NUM_THREADS=1 train_and_test lgg "$LGG" runs/final/lgg  # published with one thread
+        ;;
+    cv)  # docs/accuracy.md and README's cross-validation paragraphs (about 6 h)
+        python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --output_dir runs/cv/ph2-unet-5fold
+        python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --seed 1 --output_dir runs/cv/ph2-unet-5fold-seed1
+        python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold runs/cv/ph2-unet-5fold-seed1 --out docs/accuracy.md
+        python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 3 --dataset_dir "$PH2" --output_dir runs/cv/ph2-unet-3fold
+        python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold --against runs/cv/ph2-unet-3fold
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --output_dir runs/cv/dsb2018-unet-5fold
+        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold --out docs/accuracy.md
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --output_dir runs/cv/dsb2018-unet-5fold-invert
+        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-invert --against runs/cv/dsb2018-unet-5fold
+        python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --output_dir runs/cv/lgg-unet-5fold
+        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold --out docs/accuracy.md
+        ;;
+    studies)  # docs/studies/*.md and the README paragraphs that quote them (about 9 h)
+        python -m pipeline.bench.study configs/studies/ph2.yaml
+        python -m pipeline.bench.study configs/studies/dsb2018.yaml
+        python -m pipeline.bench.study configs/studies/dsb2018_seeds.yaml
+        python -m pipeline.bench.dsb2018
+        python -m pipeline.bench.study configs/studies/lgg.yaml
+        python -m pipeline.bench.lgg
+        python -m pipeline.bench.study configs/studies/lgg_intensity.yaml
+        python -m pipeline.bench.lgg --study runs/studies/lgg_intensity
+        python -m pipeline.bench.lgg --intensity_norm patient --out runs/bench_lgg_patient --study runs/studies/lgg_intensity
+        ;;
+    recipes)  # docs/ph2_recipe.md and docs/lgg_recipe.md's post-processing table (about 1.5 h; needs studies)
+        bash docs/ph2_recipe.sh unet150_s256 --image_size 256 --epochs 150
+        bash docs/ph2_recipe.sh unet150_s256_hairs --image_size 256 --epochs 150 --hair_prob 0.5
+        bash docs/ph2_recipe.sh unet150_full --image_size 0 --epochs 150
+        bash docs/ph2_recipe.sh resunet120 --image_size 384 --network resunet --epochs 120
+        bash docs/lgg_postprocessing.sh val
+        bash docs/lgg_postprocessing.sh test
+        ;;
+    performance)  # docs/performance.md, docs/networks.md and README, Performance (about 2 h; needs results)
+        python -m pipeline.bench.speed --rounds 3 --epochs 5 --networks unet segnet --ckpt runs/final/ph2/models/best.pt
+        python -m pipeline.bench.speed --interleaved --epochs 10 --networks unet segnet --json runs/bench_interleaved.json
+        python -m pipeline.bench.speed --only_time_to_quality --rounds 2 --networks unet --json runs/bench_ttq_rounds.json
+        python -m pipeline.bench.speed --levers --networks unet segnet
+        python -m pipeline.bench.speed --epochs 3 --networks unet segnet --engine_overrides '{"channels_last": true}' --json runs/bench_channels_last.json
+        python -m pipeline.bench.speed --scaling --networks unet --json runs/bench_scaling.json
+        python -m pipeline.bench.profile --width 16
+        OMP_NUM_THREADS=1 python -m pipeline.bench.postprocessing
+        ;;
+    *) echo "unknown section $section (results cv studies recipes performance)" >&2; exit 2 ;;
+    esac
+done
