@@ -69,11 +69,14 @@ def held_out_scores(bundle: str, data: Path, run: Path, out: Path) -> list[float
     return scores
 
 
-# bundle, synthetic cases, overrides, floor on the mean held-out score (measured on a correct pipeline, 2 cores)
+# bundle, synthetic cases, overrides, floor on the mean held-out score. Measured on a correct pipeline (2 cores,
+# 2026-12-03): ph2 0.91 IoU, lgg 0.83 volume Dice, dsb2018 0.57 IoU (three image kinds, small nuclei; the hardest),
+# nifti 0.94 volume Dice. Broken ones score far lower: labels read flipped about 0, a threshold near 0 the foreground
+# fraction (nuclei: under 0.25).
 KNOWN = [
     ("ph2", 12, {"image_size": 64, "roi_size": [64, 64], "epochs": 30, "lr": 0.01}, 0.8),
     ("lgg", 6, {"image_size": 64, "roi_size": [64, 64], "epochs": 15, "lr": 0.01, "val_fraction": 0.2}, 0.6),
-    ("dsb2018", 12, {"roi_size": [64, 64], "epochs": 100, "lr": 0.005}, 0.5),
+    ("dsb2018", 12, {"roi_size": [64, 64], "epochs": 100, "lr": 0.005, "val_interval": 25, "sw_batch_size": 32}, 0.4),
     ("nifti", 4, {"roi_size": [64, 64], "epochs": 20, "lr": 0.01}, 0.85),
 ]
 
@@ -83,8 +86,8 @@ def test_training_learns_the_synthetic_sample(bundle, n_cases, overrides, floor,
     data = WRITERS[bundle](tmp_path / "data", n_cases=n_cases, seed=3)
     run, out = tmp_path / "run", tmp_path / "inference"
     config = f"bundles/{bundle}.json"
-    run_in_process("training", config, dataset_dir=data, output_dir=run, batch_size=4, val_interval=5,
-                   **overrides)
+    run_in_process("training", config, dataset_dir=data, output_dir=run, **{"batch_size": 4, "val_interval": 5,
+                                                                            **overrides})
     run_in_process("inference", config, ckpt=run / "models" / "best.pt", input_dir=data, output_dir=out)
     scores = held_out_scores(bundle, data, run, out)
     print(bundle, "held-out", [round(s, 3) for s in scores])
