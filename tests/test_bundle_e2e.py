@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,10 @@ def test_training_writes_a_complete_run_folder(trained):
     assert "SYNTHETIC DATA" in log
     assert f"run folder: {run}" in log and "tensorboard --logdir" in log
     assert "epoch 2/2" in log
+    # each epoch line says the time so far and the time left, estimated from the epochs done
+    first, last = (re.search(rf"epoch {e}/2 .* elapsed (\d+):(\d\d)  eta (\d+):(\d\d)", log) for e in (1, 2))
+    assert first and last and last.groups()[2:] == ("0", "00")
+    assert int(first[1]) * 60 + int(first[2]) <= int(last[1]) * 60 + int(last[2])
 
     config = json.loads((run / "config.json").read_text())
     assert config["dataset"]["synthetic"] is True and config["hyperparameters"]["epochs"] == 2

@@ -44,6 +44,7 @@ class RunRecorder:
 
     def _started(self, engine: Engine) -> None:
         self.run_timer = Timer()
+        self.start_epoch = engine.state.epoch  # above 0 when resumed: the ETA counts this session's epochs
         if self.path.is_file():  # resumed run: keep the history written so far
             import json
 
@@ -92,8 +93,11 @@ class RunRecorder:
             return
         vals = "  ".join(f"{k[4:]} {v:.4f}" for k, v in rec.items() if k.startswith("val_"))
         best = f"  (best {self.key[4:]} {self.best[self.key]:.4f} @ {self.best['epoch']})" if self.best else ""
-        logger.info("epoch %d/%d  loss %.4f  lr %.2e  %.1fs%s%s", epoch, max_epochs, loss, self.lr, rec["epoch_s"],
-                    f"  val {vals}" if vals else "", best)
+        done = max(epoch - self.start_epoch, 1)
+        eta = rec["elapsed_s"] / done * (max_epochs - epoch)
+        logger.info("epoch %d/%d  loss %.4f  lr %.2e  %.1fs  elapsed %s  eta %s%s%s", epoch, max_epochs, loss,
+                    self.lr, rec["epoch_s"], clock(rec["elapsed_s"]), clock(eta), f"  val {vals}" if vals else "",
+                    best)
         update_json(self.path, **self.extra, history=self.history, best=self.best, epochs_done=epoch,
                     max_epochs=max_epochs)
 
@@ -101,6 +105,13 @@ class RunRecorder:
         if not is_main():
             return
         update_json(self.path, train_seconds=round(self.run_timer(), 1), completed=True, **peak_memory())
+
+
+def clock(seconds: float) -> str:
+    """``seconds`` as ``m:ss``, or ``h:mm:ss`` from an hour on."""
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def peak_memory() -> dict:
