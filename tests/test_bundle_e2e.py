@@ -49,6 +49,7 @@ def test_training_writes_a_complete_run_folder(trained):
 
     metrics = json.loads((run / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2] and metrics["completed"] is True
+    assert metrics["synthetic"] is True  # as data/README.md promises for every metrics.json
     assert all(0.0 <= h["val_iou"] <= h["val_dice"] <= 1.0 for h in metrics["history"])
     assert metrics["best"]["val_iou"] == max(h["val_iou"] for h in metrics["history"])
 
