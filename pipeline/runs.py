@@ -14,19 +14,48 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
-def default_output_dir(bundle: str, network: str, root: str = "runs") -> str:
-    """``runs/<bundle>-<network>-<YYYYmmdd-HHMMSS>``; a numeric suffix keeps two runs of one second apart. In
-    distributed training rank 0 names the folder and every rank gets that name (a collective: all ranks call this
-    at the same point; ``configs/distributed.json`` does it in ``initialize``)."""
+def default_output_dir(bundle: str, network: str, root: str = "runs", ckpt=None, split: str = "test",
+                       input_dir=None) -> str:
+    """Where a workflow writes when no ``--output_dir`` is given.
+
+    - training: ``runs/<bundle>-<network>-<YYYYmmdd-HHMMSS>``;
+    - evaluate of a checkpoint inside a training run (or of a cross-validation folder): ``<run>/eval-<split>``;
+    - inference (``--input_dir`` given) of such a checkpoint: ``<run>/inference-<YYYYmmdd-HHMMSS>``;
+    - a checkpoint outside a run folder: ``runs/<bundle>-<network>-eval-<split>-<time>`` (or ``-inference-``).
+
+    A numeric suffix keeps an existing folder. In distributed training rank 0 names the folder and every rank gets
+    that name (a collective: all ranks call this at the same point; ``configs/distributed.json`` does it in
+    ``initialize``)."""
     from .distributed import broadcast_object, is_main
 
     path = None
     if is_main():
-        base = Path(root) / f"{bundle}-{network}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        task = "" if not ckpt else f"inference-{stamp}" if input_dir else f"eval-{split}"
+        home = _home_of(ckpt) if ckpt else None
+        if home is not None:
+            base = home / task
+        else:
+            base = Path(root) / (f"{bundle}-{network}-{stamp}" if not task else
+                                 f"{bundle}-{network}-{task}" + ("" if input_dir else f"-{stamp}"))
         path, k = base, 1
         while path.exists():
             path, k = base.with_name(f"{base.name}-{k}"), k + 1
     return str(broadcast_object(path))
+
+
+def _home_of(ckpt) -> Path | None:
+    """The training run (``<run>/models/best.pt`` -> ``<run>``) or cross-validation folder a ``--ckpt`` names; None
+    for a list of checkpoints or a file outside a run."""
+    from . import crossval
+
+    text = str(ckpt)
+    if "," in text:
+        return None
+    if crossval.is_ensemble(text):
+        return Path(text)
+    record = find_record(text) if Path(text).is_file() else None
+    return record.parent if record is not None else None
 
 
 def _clean(obj):
@@ -280,7 +309,8 @@ def report_training(output_dir: str, config_file: str = "bundles/<bundle>.json",
         lines.append("best validation: epoch {} ".format(best["epoch"]) + "  ".join(
             f"{k[4:]} {v:.4f}" for k, v in best.items() if k.startswith("val_")))
     lines += [
-        f"review:   tensorboard --logdir {out.parent}",
+        # the default runs/ shows this run beside the others; a folder given elsewhere is shown alone
+        f"review:   tensorboard --logdir {out.parent if out.parent.name == 'runs' else out}",
         f"evaluate: python -m monai.bundle run evaluate --config_file {config_file} --ckpt {ckpt}"
         + (f" --dataset_dir {dataset_dir}" if dataset_dir else ""),
     ]

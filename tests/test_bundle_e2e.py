@@ -32,7 +32,7 @@ def trained(tmp_path_factory):
 def test_training_writes_a_complete_run_folder(trained):
     run, log = trained["run"], trained["log"]
     assert "SYNTHETIC DATA" in log
-    assert f"run folder: {run}" in log and "tensorboard --logdir" in log
+    assert f"run folder: {run}" in log and f"tensorboard --logdir {run}\n" in log  # not its parent: tmp holds more
     assert "epoch 2/2" in log
     # each epoch line says the time so far and the time left, estimated from the epochs done
     first, last = (re.search(rf"epoch {e}/2 .* elapsed (\d+):(\d\d)  eta (\d+):(\d\d)", log) for e in (1, 2))
@@ -96,6 +96,10 @@ def test_evaluate_scores_each_test_case(trained):
     assert summary["summary"]["iou"]["mean"] == pytest.approx(np.mean(ious), abs=1e-5)
     assert summary["summary"]["iou"]["median"] == pytest.approx(np.median(ious), abs=1e-5)
     assert (out / "worst_cases.png").is_file()
+
+    # without --output_dir the evaluation goes inside the run it scores, named for the split
+    run_in_process("evaluate", dataset_dir=trained["data"], split="val", ckpt=trained["run"] / "models" / "best.pt")
+    assert json.loads((trained["run"] / "eval-val" / "metrics.json").read_text())["split"] == "val"
 
     out_all = trained["tmp"] / "eval_all"
     run_in_process("evaluate", dataset_dir=trained["data"], split="all", ckpt=trained["run"] / "models" / "best.pt",
