@@ -39,22 +39,22 @@ def test_check_paird():
 
 @pytest.fixture()
 def broken_ph2(tmp_path):
-    """A PH2 set whose IMD003 mask has the wrong size and whose IMD004 image is unreadable."""
+    """A PH2 set whose IMD903 mask has the wrong size and whose IMD904 image is unreadable."""
     root = write_ph2(tmp_path / "PH2Dataset", n_cases=8, seed=4)
     (root / "SYNTHETIC.txt").unlink()  # behave like a user's folder
-    mask = root / ph2.IMAGES_DIR / "IMD003" / "IMD003_lesion" / "IMD003_lesion.bmp"
+    mask = root / ph2.IMAGES_DIR / "IMD903" / "IMD903_lesion" / "IMD903_lesion.bmp"
     Image.open(mask).crop((0, 0, 100, 80)).save(mask)
-    (root / ph2.IMAGES_DIR / "IMD004" / "IMD004_Dermoscopic_Image" / "IMD004.bmp").write_bytes(b"not a bitmap")
+    (root / ph2.IMAGES_DIR / "IMD904" / "IMD904_Dermoscopic_Image" / "IMD904.bmp").write_bytes(b"not a bitmap")
     return root
 
 
 def test_bad_case_stops_the_run_naming_the_file(broken_ph2, tmp_path):
-    shutil.rmtree(broken_ph2 / ph2.IMAGES_DIR / "IMD004")
+    shutil.rmtree(broken_ph2 / ph2.IMAGES_DIR / "IMD904")
     proc = run_bundle("run", "training", "--config_file", "bundles/ph2.json", "--dataset_dir", broken_ph2,
                       "--epochs", 1, "--output_dir", tmp_path / "run", check=False)
     assert proc.returncode != 0
     log = proc.stdout + proc.stderr
-    assert "IMD003: ValueError: " in log and "IMD003_lesion.bmp: mask size (80, 100) differs" in log
+    assert "IMD903: ValueError: " in log and "IMD903_lesion.bmp: mask size (80, 100) differs" in log
     assert "--skip_bad_cases true" in log
     assert not (tmp_path / "run" / "models").exists()
 
@@ -73,14 +73,14 @@ def test_unreadable_image_is_named(broken_ph2, tmp_path):
         load = Compose(parser.get_parsed_content("load_pair"))
     finally:
         os.chdir(cwd)
-    case = {c["case_id"]: c for c in ph2.find_cases(broken_ph2)}["IMD004"]
+    case = {c["case_id"]: c for c in ph2.find_cases(broken_ph2)}["IMD904"]
     with pytest.raises(Exception) as info:
         load(dict(case))
     chain, e = [], info.value
     while e is not None:
         chain.append(str(e))
         e = e.__cause__
-    assert any("IMD004.bmp" in m for m in chain)
+    assert any("IMD904.bmp" in m for m in chain)
 
 
 def test_skip_bad_cases_lists_and_counts_them(broken_ph2, tmp_path, caplog):
@@ -88,15 +88,15 @@ def test_skip_bad_cases_lists_and_counts_them(broken_ph2, tmp_path, caplog):
         run_in_process("training", dataset_dir=broken_ph2, skip_bad_cases="true", epochs=1, batch_size=2,
                        output_dir=tmp_path / "run")
     log = caplog.text
-    assert "skipping bad case IMD003" in log and "skipping bad case IMD004" in log
+    assert "skipping bad case IMD903" in log and "skipping bad case IMD904" in log
     skipped = json.loads((tmp_path / "run" / "config.json").read_text())["dataset"]["skipped"]
-    assert [s["case_id"] for s in skipped] == ["IMD003", "IMD004"]
+    assert [s["case_id"] for s in skipped] == ["IMD903", "IMD904"]
     assert "differs" in skipped[0]["error"]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert [s["case_id"] for s in metrics["dataset"]["skipped"]] == ["IMD003", "IMD004"]
+    assert [s["case_id"] for s in metrics["dataset"]["skipped"]] == ["IMD903", "IMD904"]
     assert metrics["dataset"]["n_cases"] == 6
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())
-    assert "IMD003" not in splits["train"] + splits["val"] + splits["test"]
+    assert "IMD903" not in splits["train"] + splits["val"] + splits["test"]
 
 
 def test_all_bad_is_an_error():

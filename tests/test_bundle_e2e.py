@@ -45,7 +45,7 @@ def test_training_writes_a_complete_run_folder(trained):
 
     splits = json.loads((run / "splits.json").read_text())
     all_ids = splits["train"] + splits["val"] + splits["test"]
-    assert sorted(all_ids) == [f"IMD{i:03d}" for i in range(1, 9)] and splits["val"] and splits["test"]
+    assert sorted(all_ids) == [f"IMD{900 + i}" for i in range(1, 9)] and splits["val"] and splits["test"]
 
     metrics = json.loads((run / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2] and metrics["completed"] is True
@@ -88,7 +88,7 @@ def test_evaluate_scores_each_test_case(trained):
     assert [r["case_id"] for r in rows] == sorted(test_ids)
     assert set(rows[0]) == {"case_id", "iou", "dice", "hd95", "area_true", "area_pred"}
     for r in rows:
-        label = ph2.find_cases(trained["data"])[int(r["case_id"][3:]) - 1]["label"]
+        label = ph2.find_cases(trained["data"])[int(r["case_id"][3:]) - 901]["label"]
         assert int(r["area_true"]) == int((np.asarray(Image.open(label).convert("L")) > 127).sum())
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["n_cases"] == len(rows) and summary["split"] == "test" and summary["synthetic"] is True
@@ -116,7 +116,7 @@ def test_inference_writes_full_size_masks(trained, tmp_path):
     im.crop((0, 0, 701, 523)).save(flat / "odd_size.png")
     im.convert("RGBA").save(flat / "with_alpha.png")
     for input_dir, expected in ((flat, {"skin", "odd_size", "with_alpha"}),
-                                (trained["data"], {f"IMD{i:03d}" for i in range(1, 9)})):
+                                (trained["data"], {f"IMD{900 + i}" for i in range(1, 9)})):
         out = tmp_path / f"out_{len(expected)}"
         if input_dir == flat:  # from the command line
             run_bundle("run", "inference", "--config_file", BUNDLE, "--ckpt", trained["run"] / "models" / "best.pt",

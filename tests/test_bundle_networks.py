@@ -20,7 +20,7 @@ def tiny_ph2(tmp_path_factory):
     root = write_ph2(tmp_path_factory.mktemp("tiny") / "PH2Dataset", n_cases=6, seed=2)
     flat = root.parent / "flat"
     flat.mkdir()
-    Image.open(root / "PH2 Dataset images" / "IMD002" / "IMD002_Dermoscopic_Image" / "IMD002.bmp").crop(
+    Image.open(root / "PH2 Dataset images" / "IMD902" / "IMD902_Dermoscopic_Image" / "IMD902.bmp").crop(
         (3, 5, 700, 514)).save(flat / "odd.png")
     return root, flat
 

@@ -17,7 +17,7 @@ def ph2_dir(tmp_path_factory):
 
 def test_find_cases_layout(ph2_dir):
     cases = ph2.find_cases(ph2_dir)
-    assert [c["case_id"] for c in cases] == [f"IMD00{i}" for i in range(1, 6)]
+    assert [c["case_id"] for c in cases] == [f"IMD90{i}" for i in range(1, 6)]
     for c in cases:
         assert c["group"] == c["case_id"]
         assert c["image"].endswith(f"{c['case_id']}_Dermoscopic_Image/{c['case_id']}.bmp")
@@ -55,9 +55,9 @@ def test_errors_name_the_file(tmp_path, ph2_dir):
         ph2.find_cases(tmp_path)
 
     broken = shutil.copytree(ph2_dir, tmp_path / "broken")
-    mask = broken / ph2.IMAGES_DIR / "IMD003" / "IMD003_lesion" / "IMD003_lesion.bmp"
+    mask = broken / ph2.IMAGES_DIR / "IMD903" / "IMD903_lesion" / "IMD903_lesion.bmp"
     mask.unlink()
-    with pytest.raises(DatasetError, match="IMD003.*lesion mask missing.*IMD003_lesion.bmp"):
+    with pytest.raises(DatasetError, match="IMD903.*lesion mask missing.*IMD903_lesion.bmp"):
         ph2.find_cases(broken)
     assert len(ph2.find_cases(broken, require_labels=False)) == 5  # inference needs no masks
     (broken / ph2.IMAGES_DIR / "notes").mkdir()

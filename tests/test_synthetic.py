@@ -27,7 +27,7 @@ def test_dermoscopy_image_is_plausible_and_mask_exact():
 def test_write_ph2_layout_and_quirks(tmp_path):
     root = S.write_ph2(tmp_path / "PH2Dataset", n_cases=4, seed=1)
     cases = ph2.find_cases(root)
-    assert [c["case_id"] for c in cases] == ["IMD001", "IMD002", "IMD003", "IMD004"]
+    assert [c["case_id"] for c in cases] == ["IMD901", "IMD902", "IMD903", "IMD904"]
     modes = [Image.open(c["label"]).mode for c in cases]
     assert modes[0] == "RGB" and set(modes[1:]) == {"1"}
     for c in cases:

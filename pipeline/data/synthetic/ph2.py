@@ -68,18 +68,24 @@ def dermoscopy_image(rng: np.random.Generator, height: int, width: int) -> tuple
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
+FIRST_ID = 901  # above the real PH2 ids
+
+
 def write_ph2(root: str | Path, n_cases: int = 30, seed: int = 0) -> Path:
     """Write a synthetic PH2 dataset under ``root`` in the original layout and return ``root``.
 
-    Includes the real set's quirks: sizes 761-769 x 553-577, 1-bit lesion masks except the first case's 24-bit RGB
+    Case ids are IMD901, IMD902, ...: the layout's names, but none of the real set's (IMD002 to IMD437), so synthetic
+    and real runs never share a TensorBoard tag or a case id. Includes the real set's quirks: sizes 761-769 x 553-577, 1-bit lesion masks except the first case's 24-bit RGB
     mask, ``_roi`` colour-class masks that are not the lesion, and ``PH2_dataset.csv``.
     """
+    if not 0 < n_cases <= 99:
+        raise ValueError(f"write_ph2: n_cases must be 1 to 99 (ids IMD901 to IMD999), got {n_cases}")
     root = Path(root)
     rng = np.random.default_rng(seed)
     images = root / IMAGES_DIR
     rows = []
     for i in range(n_cases):
-        cid = f"IMD{i + 1:03d}"
+        cid = f"IMD{FIRST_ID + i}"
         h, w = int(rng.integers(553, 578)), int(rng.integers(761, 770))
         img, mask = dermoscopy_image(rng, h, w)
         case = images / cid
