@@ -15,9 +15,9 @@ def needs(path: Path):
     return pytest.mark.skipif(not path.is_dir(), reason=f"real data not found at {path} (see data/README.md)")
 
 
-def run_bundle(*args, check=True, timeout=600):
-    """Run ``python -m monai.bundle ...`` from the repository root, as users do."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def run_bundle(*args, check=True, timeout=600, env=None):
+    """Run ``python -m monai.bundle ...`` from the repository root, as users do (``env``: extra variables)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

@@ -56,6 +56,10 @@ def test_bad_case_stops_the_run_naming_the_file(broken_ph2, tmp_path):
     log = proc.stdout + proc.stderr
     assert "IMD903: ValueError: " in log and "IMD903_lesion.bmp: mask size (80, 100) differs" in log
     assert "--skip_bad_cases true" in log
+    # the reason is the last thing on screen, not MONAI's "Failed to evaluate ConfigExpression"
+    last = [line for line in proc.stderr.splitlines() if line.strip()][-2:]
+    assert last[0].startswith("error: IMD903: ") and "IMD903_lesion.bmp" in last[0] and "PIPELINE_TRACEBACK" in last[1]
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "models").exists()
 
 

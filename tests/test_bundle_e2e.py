@@ -135,9 +135,15 @@ def test_inference_writes_full_size_masks(trained, tmp_path):
 
 
 def test_missing_user_paths_are_errors(trained, tmp_path):
-    proc = run_bundle("run", "training", "--config_file", BUNDLE, "--dataset_dir", tmp_path / "typo",
-                      "--output_dir", tmp_path / "run", check=False)
-    assert proc.returncode != 0 and "dataset_dir does not exist" in proc.stdout + proc.stderr
+    args = ("run", "training", "--config_file", BUNDLE, "--dataset_dir", tmp_path / "typo", "--output_dir",
+            tmp_path / "run")
+    proc = run_bundle(*args, check=False)
+    last = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert last[-2] == f"error: FileNotFoundError: dataset_dir does not exist: {tmp_path / 'typo'}"
+    full = run_bundle(*args, check=False, env={"PIPELINE_TRACEBACK": "1"})  # the traceback, then the same reason
+    assert "Traceback (most recent call last)" in full.stderr
+    assert [line for line in full.stderr.splitlines() if line.strip()][-1] == last[-2]
     with pytest.raises(Exception) as err:
         run_in_process("evaluate", ckpt=tmp_path / "none.pt", dataset_dir=trained["data"], output_dir=tmp_path / "e")
     assert "--ckpt: no such file" in error_chain(err.value)
