@@ -39,7 +39,7 @@ def test_bundle_trains_with_a_disk_cache(tmp_path):
     cache = tmp_path / "cache"
     args = dict(epochs=1, batch_size=2, width=8, image_size=64, roi_size=[64, 64], dataset_dir=tmp_path / "PH2Dataset",
                 default_dataset_dir=tmp_path / "PH2Dataset", synthetic_dir=tmp_path / "syn" / "PH2Dataset",
-                synthetic_cases=8, cache="disk", cache_dir=cache)
+                synthetic_cases=8, cache="disk", cache_dir=cache, split_seed=4)  # 6 / 1 / 1 of these 8 ids
     run_in_process("training", output_dir=tmp_path / "run1", **args)
     files = sorted(cache.glob("*.pt"))
     sizes = json.loads((tmp_path / "run1" / "config.json").read_text())["split_sizes"]
