@@ -75,8 +75,9 @@ def write_ph2(root: str | Path, n_cases: int = 30, seed: int = 0) -> Path:
     """Write a synthetic PH2 dataset under ``root`` in the original layout and return ``root``.
 
     Case ids are IMD901, IMD902, ...: the layout's names, but none of the real set's (IMD002 to IMD437), so synthetic
-    and real runs never share a TensorBoard tag or a case id. Includes the real set's quirks: sizes 761-769 x 553-577, 1-bit lesion masks except the first case's 24-bit RGB
-    mask, ``_roi`` colour-class masks that are not the lesion, and ``PH2_dataset.csv``.
+    and real runs never share a TensorBoard tag or a case id. Includes the real set's quirks: sizes 761-769 x
+    553-577, 1-bit lesion masks except the first case's 24-bit RGB mask, ``_roi`` colour-class masks that are not
+    the lesion, and ``PH2_dataset.csv``.
     """
     if not 0 < n_cases <= 99:
         raise ValueError(f"write_ph2: n_cases must be 1 to 99 (ids IMD901 to IMD999), got {n_cases}")
