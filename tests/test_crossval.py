@@ -244,3 +244,19 @@ def test_the_plain_loop_scores_a_fold_in_the_bundles_units(layout, tmp_path):
     res = accuracy.plain_fold(fold, epochs=1, size=64, batch_size=2, val_interval=1)
     expected = {str(c["group"]) for c in side["test"]} if layout == "lgg" else {c["case_id"] for c in side["test"]}
     assert set(res["test"]) == expected and all(0.0 <= v <= 1.0 for v in res["test"].values())
+
+
+def test_the_python_api_predicts_with_the_folder_as_inference_does(cross_validated, tmp_path):
+    from pipeline import Segmenter
+    from pipeline.networks.ensemble import FoldEnsemble
+
+    cv = cross_validated["cv"]
+    chosen = json.loads((cv / "crossval.json").read_text())["chosen"]
+    seg = Segmenter.from_run(cv, device="cpu")
+    assert isinstance(seg.network, FoldEnsemble) and len(seg.network.members) == 2
+    assert {k: seg.settings[k] for k in chosen if k != "checkpoint"} == {k: v for k, v in chosen.items()
+                                                                         if k != "checkpoint"}
+    run_in_process("inference", ckpt=cv, input_dir=cross_validated["data"], output_dir=tmp_path / "cli")
+    images = sorted(cross_validated["data"].rglob("*_Dermoscopic_Image/*.bmp"))[:3]
+    for image, mask in zip(images, seg.predict(images)):
+        np.testing.assert_array_equal(mask, np.asarray(Image.open(tmp_path / "cli" / "masks" / f"{image.stem}.png")) > 0)
