@@ -25,6 +25,10 @@ class FlipTTA(Inferer):
         enabled: with ``False`` no flips (lets a bundle switch flip TTA by one override).
         rot90: also the passes turned by 90 degrees in the first two spatial axes (the output shape is unchanged:
             each turned pass is turned back).
+        uncertainty: append one channel, the variance of the foreground probability over every prediction that
+            went into the mean: each pass, and within a pass each member of a network with ``with_variance``
+            (:class:`pipeline.networks.ensemble.FoldEnsemble`), by the law of total variance (the mean of the
+            members' variance plus the variance of the passes' probabilities). The logits are unchanged.
 
     Example::
 
@@ -33,9 +37,10 @@ class FlipTTA(Inferer):
     """
 
     def __init__(self, inferer: Inferer, flips: Sequence[Sequence[int]] = ((1,), (0,), (0, 1)), enabled: bool = True,
-                 rot90: bool = False):
+                 rot90: bool = False, uncertainty: bool = False):
         super().__init__()
         self.inferer, self.flips, self.enabled, self.rot90 = inferer, [tuple(f) for f in flips], enabled, rot90
+        self.uncertainty = bool(uncertainty)
 
     def passes(self) -> list[tuple[int, tuple[int, ...]]]:
         """(quarter turns, flipped spatial axes) of each pass, the identity first."""
@@ -44,7 +49,8 @@ class FlipTTA(Inferer):
         return [(k, f) for k in turns for f in flips]
 
     def __call__(self, inputs: torch.Tensor, network, *args, **kwargs):
-        out = None
+        out, moments = None, None
+        members_vary = self.uncertainty and getattr(network, "with_variance", False)
         for k, axes in self.passes():
             dims = [a + 2 for a in axes]
             x = torch.flip(inputs, dims) if dims else inputs
@@ -52,5 +58,14 @@ class FlipTTA(Inferer):
             y = self.inferer(x, network, *args, **kwargs)
             y = torch.rot90(y, -k, (2, 3)) if k else y
             y = torch.flip(y, dims) if dims else y
+            if self.uncertainty:
+                y, within = (y[:, :-1], y[:, -1:]) if members_vary else (y, torch.zeros_like(y[:, :1]))
+                p = torch.sigmoid(y) if y.shape[1] == 1 else torch.softmax(y, dim=1)[:, -1:]
+                m = torch.stack([p, p * p, within])
+                moments = m if moments is None else moments + m
             out = y if out is None else out + y
-        return out / len(self.passes())
+        n = len(self.passes())
+        if not self.uncertainty:
+            return out / n
+        mean_p, mean_p2, within = moments / n
+        return torch.cat([out / n, within + torch.clamp(mean_p2 - mean_p * mean_p, min=0)], dim=1)

@@ -107,6 +107,7 @@ class Segmenter:
             self.preprocessing = parser.get_parsed_content("infer#preprocessing")
             self.postprocessing = parser.get_parsed_content("infer#postprocessing")
             self.amp = bool(parser.get_parsed_content("amp")) and device.type == "cuda"
+            self.measures_uncertainty = bool(parser.get_parsed_content("uncertainty"))
         from .handlers.checkpoints import WeightsLoader
 
         WeightsLoader(str(parser["ckpt"]), self.network, device).attach(None)  # .ts and ensembles come loaded
@@ -241,7 +242,7 @@ class Segmenter:
         evaluator.run()
         return outputs
 
-    def predict(self, images, probabilities: bool = False):
+    def predict(self, images, probabilities: bool = False, uncertainty: bool = False):
         """Masks (bool numpy arrays at each input's full resolution) of one input or several.
 
         Args:
@@ -249,9 +250,14 @@ class Segmenter:
                 them, or a 4D batch (numpy (N, H, W, C), torch (N, C, H, W)).
             probabilities: also return the foreground probability (float32, same shape, before the threshold and
                 the lesion post-processing) of each input: ``(mask, probability)``.
+            uncertainty: also return the standard deviation of the probability over the TTA passes and fold models
+                (:class:`pipeline.inferers.FlipTTA`): ``(mask, probability, sd)``; needs TTA or an ensemble.
 
-        Returns: the mask (or ``(mask, probability)``) of a single input; a list of them for several.
+        Returns: the mask (or the tuple) of a single input; a list of them for several.
         """
+        if uncertainty and not self.measures_uncertainty:
+            raise PredictError("uncertainty needs predictions that can disagree: flip_tta / rot90_tta (chosen by "
+                               "the run, or flip_tta=True, override_recorded=True in from_run) or a fold ensemble")
         items, several = self._as_items(images)
         prepared = []
         for i, image in enumerate(items):  # every input is checked before any is run
@@ -261,10 +267,8 @@ class Segmenter:
         for cases, volume in prepared:
             outs = self._run(cases)
             masks = [o["pred"].detach().cpu().numpy()[0] > 0 for o in outs]
-            probs = [o["probability"].detach().cpu().numpy()[0].astype(np.float32) for o in outs]
-            if volume:
-                mask, prob = np.stack(masks, axis=self.slice_axis), np.stack(probs, axis=self.slice_axis)
-            else:
-                mask, prob = masks[0], probs[0]
-            results.append((mask, prob) if probabilities else mask)
+            maps = [masks] + [[o[k].detach().cpu().numpy()[0].astype(np.float32) for o in outs]
+                              for k, wanted in (("probability", probabilities), ("uncertainty", uncertainty)) if wanted]
+            maps = [np.stack(m, axis=self.slice_axis) if volume else m[0] for m in maps]
+            results.append(tuple(maps) if len(maps) > 1 else maps[0])
         return results if several else results[0]

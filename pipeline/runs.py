@@ -349,7 +349,7 @@ def check_hyperparameters(hp: dict) -> dict:
         v = hp.get(name)
         need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"--{name} must be a positive integer, got {v!r}")
 
-    for name in ("epochs", "batch_size", "val_interval", "width"):
+    for name in ("epochs", "batch_size", "val_interval", "width", "gallery_cases"):
         positive_int(name)
     need(isinstance(hp.get("lr"), (int, float)) and hp["lr"] > 0, f"--lr must be a positive number, got {hp.get('lr')!r}")
     need(hp.get("network") in NETWORKS, f"--network {hp.get('network')!r} is unknown; choose one of: {', '.join(sorted(NETWORKS))}")

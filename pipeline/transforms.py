@@ -245,6 +245,25 @@ class Foregroundd(MapTransform):
         return d
 
 
+class SplitUncertaintyd(MapTransform):
+    """Move the last channel of ``key`` (the variance of the foreground probability that :class:`FlipTTA` with
+    ``uncertainty`` appends) to ``name`` as its standard deviation, leaving the logits as they were. Runs after
+    ``Invertd`` (both are resampled back to the source together) and before :class:`Foregroundd`."""
+
+    def __init__(self, keys="pred", name: str = "uncertainty", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.name = name
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            x = d[key]
+            if x.shape[0] < 2:
+                raise ValueError(f"{key}: expected logits and a variance channel, got {x.shape[0]} channel(s)")
+            d[key], d[self.name] = x[:-1], torch.sqrt(torch.clamp(x[-1:], min=0))
+        return d
+
+
 def fill_binary_holes(mask: np.ndarray, connectivity: int | None = None) -> np.ndarray:
     """``mask`` (bool, any number of spatial dims) with its holes filled: background components that do not touch
     the array's border, connected with at most ``connectivity`` orthogonal hops (default: all ``mask.ndim``)."""

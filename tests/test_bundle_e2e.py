@@ -70,7 +70,9 @@ def test_one_tensorboard_stream_with_expected_tags(trained):
     scalars = set(acc.Tags()["scalars"])
     assert {"train/loss", "train/lr", "val/iou", "val/dice"} <= scalars
     assert [e.step for e in acc.Scalars("val/iou")] == [1, 2]
-    images = acc.Tags()["images"]
+    assert {"val/ece"} <= scalars and [e.step for e in acc.Scalars("val/ece")] == [1, 2]
+    assert [e.step for e in acc.Images("val/reliability")] == [1, 2]  # the calibration diagram, every validation
+    images = [t for t in acc.Tags()["images"] if t != "val/reliability"]
     assert images and all(t.startswith("val/overlay/IMD") for t in images)
     # the overlay keeps the source image's orientation: landscape in, landscape out
     img = acc.Images(images[0])[-1]
@@ -96,6 +98,18 @@ def test_evaluate_scores_each_test_case(trained):
     assert summary["summary"]["iou"]["mean"] == pytest.approx(np.mean(ious), abs=1e-5)
     assert summary["summary"]["iou"]["median"] == pytest.approx(np.median(ious), abs=1e-5)
     assert (out / "worst_cases.png").is_file()
+    # the failure gallery: the lowest-IoU cases of per_case.csv, worst first (16 at most: --gallery_cases)
+    page = (out / "gallery" / "index.html").read_text()
+    shown = re.findall(r'<tr data-case="([^"]+)" data-score="([0-9.]+)"', page)
+    worst = sorted(rows, key=lambda r: (float(r["iou"]), r["case_id"]))[:16]
+    assert [c for c, _ in shown] == [r["case_id"] for r in worst]
+    assert [float(v) for _, v in shown] == pytest.approx([float(r["iou"]) for r in worst], abs=1e-5)
+    # calibration over the test cases' pixels: every pixel of every case counted once
+    pixels = sum(Image.open(ph2.find_cases(trained["data"])[int(c[3:]) - 901]["image"]).size[0]
+                 * Image.open(ph2.find_cases(trained["data"])[int(c[3:]) - 901]["image"]).size[1] for c in test_ids)
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert calibration["pixels"] == summary["calibration"]["pixels"] == pixels
+    assert summary["calibration"]["ece"] == pytest.approx(calibration["ece"]) and (out / "calibration.png").is_file()
 
     # without --output_dir the evaluation goes inside the run it scores, named for the split
     run_in_process("evaluate", dataset_dir=trained["data"], split="val", ckpt=trained["run"] / "models" / "best.pt")

@@ -41,3 +41,47 @@ def test_rot90_tta_averages_the_symmetries_of_the_square(enabled, n):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     assert out.shape == (1, 1, 12, 18)
     assert not torch.allclose(out, FlipTTA(SimpleInferer(), enabled=enabled)(x, net), atol=1e-4)
+
+
+def _ramp(x):
+    """A 'network' that ignores its input: a left-to-right logit ramp, so each flipped pass disagrees."""
+    w = x.shape[-1]
+    return torch.linspace(-3, 3, w).expand(x.shape[0], 1, x.shape[2], w).clone()
+
+
+def test_uncertainty_is_the_variance_over_the_passes_and_leaves_the_logits():
+    from monai.inferers import SimpleInferer
+
+    x = torch.zeros(1, 3, 4, 6)
+    plain = FlipTTA(SimpleInferer(), flips=((1,),))(x, _ramp)
+    out = FlipTTA(SimpleInferer(), flips=((1,),), uncertainty=True)(x, _ramp)
+    assert out.shape == (1, 2, 4, 6)
+    torch.testing.assert_close(out[:, :1], plain, rtol=0, atol=0)
+    p1, p2 = torch.sigmoid(_ramp(x)), torch.sigmoid(torch.flip(_ramp(x), [3]))
+    torch.testing.assert_close(out[:, 1:], ((p1 - p2) / 2) ** 2)
+    assert out[:, 1:].max() > 0.1  # the ends of the ramp disagree strongly
+
+
+def test_uncertainty_pools_ensemble_members_and_passes():
+    """Two members (the ramp, and the ramp shifted by 1) under two passes: the total variance equals the variance
+    over the four predictions, by the law of total variance."""
+    from monai.inferers import SimpleInferer
+
+    from pipeline.networks.ensemble import FoldEnsemble
+
+    class Shifted(torch.nn.Module):
+        def __init__(self, shift):
+            super().__init__()
+            self.shift = shift
+
+        def forward(self, x):
+            return _ramp(x) + self.shift
+
+    x = torch.zeros(1, 3, 4, 6)
+    plain_net = FoldEnsemble([Shifted(0.0), Shifted(1.0)])
+    net = FoldEnsemble([Shifted(0.0), Shifted(1.0)], with_variance=True)
+    out = FlipTTA(SimpleInferer(), flips=((1,),), uncertainty=True)(x, net)
+    torch.testing.assert_close(out[:, :1], FlipTTA(SimpleInferer(), flips=((1,),))(x, plain_net), rtol=0, atol=0)
+    four = torch.stack([torch.sigmoid(f(_ramp(x) + s)) for s in (0.0, 1.0)
+                        for f in (lambda t: t, lambda t: torch.flip(t, [3]))])
+    torch.testing.assert_close(out[:, 1:], four.var(0, unbiased=False), atol=1e-6, rtol=1e-5)

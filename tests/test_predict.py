@@ -142,3 +142,48 @@ def test_bad_input_is_named(trained, tmp_path):
     with pytest.raises(PredictError, match="input 0: a dict"):
         seg.predict({"image": "x.png"})
     assert sorted(p.name for p in run.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize("trained", ["ph2", "nifti"], indirect=True)
+def test_inference_writes_probabilities_and_uncertainty(trained, tmp_path):
+    """``--save_probabilities true`` with flip TTA: the masks do not change; the probability and the disagreement
+    of the passes are written (8-bit PNG for images, float32 NIfTI with the source's affine for volumes) and equal
+    what the Python API returns."""
+    bundle, data, run, _ = trained
+    config = f"bundles/{bundle}.json"
+    common = {"ckpt": run / "models" / "best.pt", "input_dir": data, "flip_tta": True, "override_recorded": True}
+    run_in_process("inference", config, output_dir=tmp_path / "p", save_probabilities=True, **common)
+    run_in_process("inference", config, output_dir=tmp_path / "m", **common)
+    seg = pipeline.Segmenter.from_run(run, device="cpu", flip_tta=True, override_recorded=True)
+    inputs = _inputs(bundle, data)
+    if bundle == "nifti":
+        for case, path in inputs.items():
+            want = [np.asarray(nib.load(tmp_path / d / "volumes" / f"{case}.nii.gz").dataobj) for d in ("p", "m")]
+            np.testing.assert_array_equal(*want)
+            mask, prob, sd = seg.predict(path, probabilities=True, uncertainty=True)
+            for folder, expected in (("probabilities", prob), ("uncertainty", sd)):
+                img = nib.load(tmp_path / "p" / folder / f"{case}.nii.gz")
+                np.testing.assert_allclose(img.affine, nib.load(path).affine, atol=1e-5)
+                assert img.get_data_dtype() == np.float32 and img.shape == mask.shape
+                np.testing.assert_allclose(np.asarray(img.dataobj), expected, atol=1e-6)
+            assert sd.max() > 0.01 and 0.02 < mask.mean() < 0.98
+        return
+    for case, path in list(inputs.items())[:3]:
+        np.testing.assert_array_equal(read_mask(tmp_path / "p" / "masks" / f"{case}.png"),
+                                      read_mask(tmp_path / "m" / "masks" / f"{case}.png"))
+        mask, prob, sd = seg.predict(path, probabilities=True, uncertainty=True)
+        np.testing.assert_array_equal(mask, read_mask(tmp_path / "p" / "masks" / f"{case}.png"))
+        p8 = np.asarray(Image.open(tmp_path / "p" / "probabilities" / f"{case}.png")).astype(float)
+        u8 = np.asarray(Image.open(tmp_path / "p" / "uncertainty" / f"{case}.png")).astype(float)
+        assert p8.shape == u8.shape == mask.shape
+        np.testing.assert_allclose(p8, np.rint(prob * 255), atol=1)
+        np.testing.assert_allclose(u8, np.rint(np.clip(sd * 510, 0, 255)), atol=1)
+        assert sd.max() > 0.01  # the flipped passes of this hand-set model disagree somewhere
+    assert not (tmp_path / "m" / "probabilities").exists()
+
+
+@pytest.mark.parametrize("trained", ["dsb2018"], indirect=True)
+def test_uncertainty_needs_something_to_disagree(trained):
+    seg = pipeline.Segmenter.from_run(trained[2], device="cpu")
+    with pytest.raises(PredictError, match="uncertainty needs predictions that can disagree"):
+        seg.predict(next(iter(_inputs("dsb2018", trained[1]).values())), uncertainty=True)

@@ -7,12 +7,14 @@ MONAI engines (:mod:`.cases`).
   weights with an error that says what does not fit
 - :mod:`.record`: the training run's per-epoch line, TensorBoard scalars and ``metrics.json``
 - :mod:`.validation`: validation at the last epoch too, per-patient volume Dice
+- :mod:`.calibration`: expected calibration error and reliability diagram of the probabilities
 - :mod:`.overlays`: truth / prediction outlines on the source image in TensorBoard
 - :mod:`.evaluation`: per-case and per-patient scores of ``evaluate``
 - :mod:`.masks`: the masks, overlays and volumes of ``inference``
 - :mod:`.volumes`: slice masks stacked into per-patient volumes
 """
 
+from .calibration import Calibration
 from .checkpoints import Checkpoints, WeightsLoader, load_network_weights
 from .evaluation import CaseMetricsWriter
 from .masks import MaskWriter
@@ -21,5 +23,5 @@ from .record import RunRecorder, peak_memory
 from .validation import ValidateEvery, VolumeDice
 from .volumes import SliceStack
 
-__all__ = ["CaseMetricsWriter", "Checkpoints", "MaskWriter", "RunRecorder", "SliceStack", "TensorBoardOverlays",
+__all__ = ["Calibration", "CaseMetricsWriter", "Checkpoints", "MaskWriter", "RunRecorder", "SliceStack", "TensorBoardOverlays",
            "ValidateEvery", "VolumeDice", "WeightsLoader", "load_network_weights", "peak_memory"]

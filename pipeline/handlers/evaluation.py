@@ -12,6 +12,7 @@ import torch
 from ignite.engine import Engine, Events
 from PIL import Image
 
+from .. import gallery
 from .. import metrics as M
 from ..runs import Timer, write_json
 from ..visualize import contact_sheet, overlay
@@ -28,6 +29,8 @@ class CaseMetricsWriter:
     - ``per_case.csv``: case_id, iou, dice, hd95, area_true, area_pred (sorted by case id)
     - ``metrics.json``: mean / median / std / n of IoU, Dice and HD95, plus ``extra`` (checkpoint, split, ...)
     - ``worst_cases.png``: the ``worst_k`` lowest-IoU cases with truth and prediction outlines
+    - ``gallery/index.html``: the same cases worst first, a row each of image | truth | prediction | errors with
+      the case id, IoU and Dice, linking the CSVs (:mod:`pipeline.gallery`)
 
     With ``group_metrics`` (sliced volumes: LGG), also, as Buda et al. report them (:mod:`pipeline.metrics`):
 
@@ -89,7 +92,7 @@ class CaseMetricsWriter:
             self.preds.add(item["group"], item["slice"], case_id, pred, reference=reference, slice_axis=axis)
             if self.group_metrics:
                 self.truths.add(item["group"], item["slice"], case_id, truth)
-        heap_item = (-rec["iou"], case_id, (item["path"], *item["slice_of"]), pred, truth)
+        heap_item = (-rec["iou"], case_id, (item["path"], *item["slice_of"]), pred, truth, rec["dice"])
         if len(self.worst) < self.worst_k:
             heapq.heappush(self.worst, heap_item)
         else:
@@ -123,6 +126,9 @@ class CaseMetricsWriter:
                 w.writerows(sorted(self.index, key=lambda r: r["case_id"]))
         summary = M.summarize_records(self.records)
         doc = {**self.extra, "n_cases": len(self.records), "summary": summary}
+        calibration = getattr(engine.state, "calibration", None)  # set by a Calibration handler attached before
+        if calibration:
+            doc["calibration"] = {k: calibration[k] for k in ("ece", "mce", "pixels")}
         if self.group_metrics:
             doc.update(self._write_groups())
         if self.volumes:
@@ -134,8 +140,14 @@ class CaseMetricsWriter:
                                                "metric_definition": "pipeline.metrics (thresholded, per image)"})
         worst = sorted(self.worst, key=lambda t: (-t[0], t[1]))
         if worst:
-            contact_sheet([overlay(source_image(*src), pred=pr, truth=tr) for _, _, src, pr, tr in worst],
+            images = [source_image(*src) for _, _, src, *_ in worst]
+            contact_sheet([overlay(im, pred=pr, truth=tr) for im, (_, _, _, pr, tr, _) in zip(images, worst)],
                           [f"{cid}  IoU {-niou:.3f}" for niou, cid, *_ in worst], self.out / "worst_cases.png")
+            rows = [{"case_id": cid, "scores": {"IoU": -niou, "Dice": dice}, "image": im, "pred": pr, "truth": tr}
+                    for im, (niou, cid, _, pr, tr, dice) in zip(images, worst)]
+            links = {"cases": "per_case.csv", **({"groups": "per_group.csv"} if self.group_metrics else {})}
+            gallery.write(self.out, rows, f"Worst cases: {self.extra.get('split', 'evaluation')} split, "
+                          f"{len(self.records)} cases, checkpoint {self.extra.get('ckpt', '')}", links)
         logger.info("evaluated %d cases: IoU mean %.4f median %.4f | Dice mean %.4f median %.4f -> %s",
                     len(self.records), summary["iou"]["mean"], summary["iou"]["median"], summary["dice"]["mean"],
                     summary["dice"]["median"], self.out)

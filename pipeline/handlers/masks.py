@@ -30,12 +30,20 @@ class MaskWriter:
 
     With ``volume_largest_component`` each patient's slice masks are stacked and only their largest 3D component is
     kept before anything is written (:func:`largest_in_volumes`).
+
+    With ``probabilities`` (``--save_probabilities true``) also the foreground probability before the threshold:
+    ``probabilities/<case_id>.png`` (8-bit, ``round(255 p)``, full resolution) and, where the engine measured it
+    (flip / rot90 TTA or a fold ensemble: :class:`pipeline.inferers.FlipTTA` with ``uncertainty``), the
+    disagreement of the predictions averaged, ``uncertainty/<case_id>.png``: the standard deviation of the
+    probability over the TTA passes and fold models, 8-bit as ``round(510 sd)`` (sd is at most 0.5). Volumes
+    (NIfTI slices; LGG with ``volumes``): ``probabilities/<group>.nii.gz`` and ``uncertainty/<group>.nii.gz``,
+    float32 (p and sd themselves), stacked as the masks are, with the source's affine and header for NIfTI inputs.
     """
 
     def __init__(self, output_dir: str, overlays: bool = True, volumes: bool = False,
-                 volume_largest_component: bool = False):
+                 volume_largest_component: bool = False, probabilities: bool = False):
         self.out, self.overlays, self.volumes = Path(output_dir), overlays, bool(volumes)
-        self.volume_largest = bool(volume_largest_component)
+        self.volume_largest, self.probabilities = bool(volume_largest_component), bool(probabilities)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
@@ -44,12 +52,21 @@ class MaskWriter:
 
     def _started(self, engine: Engine) -> None:
         self.rows, self.stack, self.pending = [], SliceStack(), []
+        self.maps = {"probabilities": SliceStack(binary=False), "uncertainty": SliceStack(binary=False)}
+        self.measured_uncertainty = False
 
     def _iteration(self, engine: Engine) -> None:
         for case_id, path, o, b in case_items(engine, with_batch=True):
             group, k = group_slice(b, case_id)
             item = {"case_id": case_id, "path": path, "group": group, "slice": k, "source": volume_source(b),
                     "mask": as_mask(o["pred"])}
+            if self.probabilities:
+                if "probability" not in o:
+                    raise KeyError(f"{case_id}: no probability kept by the engine's post-processing")
+                item["maps"] = {"probabilities": _plane(o["probability"])}
+                if "uncertainty" in o:
+                    item["maps"]["uncertainty"] = _plane(o["uncertainty"])
+                    self.measured_uncertainty = True
             if self.volume_largest:  # written at the end, once each patient's volume is complete
                 self.pending.append(item)
             else:
@@ -60,6 +77,15 @@ class MaskWriter:
         reference, axis = item["source"]
         if self.volumes or reference is not None:
             self.stack.add(item["group"], item["slice"], case_id, mask, reference=reference, slice_axis=axis)
+        for folder, plane in item.get("maps", {}).items():
+            if self.volumes or reference is not None:
+                self.maps[folder].add(item["group"], item["slice"], case_id, plane, reference=reference,
+                                      slice_axis=axis)
+            if reference is None:
+                scale = 255 if folder == "probabilities" else 510
+                (self.out / folder).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.rint(np.clip(plane * scale, 0, 255)).astype(np.uint8)).save(
+                    self.out / folder / f"{case_id}.png")
         if reference is not None:  # a slice of a NIfTI volume: the volume is written at the end
             self.rows.append({"case_id": case_id, "source": path, "width": mask.shape[1],
                               "height": mask.shape[0], "area_pred": int(mask.sum())})
@@ -90,3 +116,14 @@ class MaskWriter:
         if self.volumes or self.stack.sources:
             written = self.stack.write_volumes(self.out)
             logger.info("wrote %d volumes to %s", len(written), self.out / "volumes")
+            for folder, stack in self.maps.items():
+                if stack.groups:
+                    stack.write_volumes(self.out, folder)
+        if self.probabilities:
+            logger.info("wrote probabilities%s to %s", " and uncertainty" if self.measured_uncertainty else
+                        " (no uncertainty: one model without TTA has nothing to disagree with)", self.out)
+
+
+def _plane(x) -> np.ndarray:
+    a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    return (a[0] if a.ndim == 3 else a).astype(np.float32)

@@ -31,14 +31,16 @@ def largest_in_volumes(items: list[dict]) -> list[dict]:
 
 
 class SliceStack:
-    """Binary slice masks per group (patient), kept bit-packed, stacked in slice order into (H, W, n_slices).
+    """Binary slice masks per group (patient), kept bit-packed, stacked in slice order into (H, W, n_slices); with
+    ``binary=False``, float maps (probabilities), kept as float32 and written as float32 volumes.
 
     Slices are ordered by their ``slice`` number; cases without one (a group of plain images) by case id. A group
     whose cases name a ``reference`` volume and a ``slice_axis`` (NIfTI slices) is written along that axis with the
     reference's affine and header (:meth:`write_volume`).
     """
 
-    def __init__(self):
+    def __init__(self, binary: bool = True):
+        self.binary = bool(binary)
         self.groups: dict[str, dict[tuple, tuple]] = {}
         self.sources: dict[str, tuple[str, int]] = {}
 
@@ -52,26 +54,30 @@ class SliceStack:
         key = (0, slice_no, "") if slice_no is not None else (1, 0, case_id)
         if key in slices:
             raise RuntimeError(f"{case_id}: slice {slice_no} of {group} was already seen as {slices[key][0]}")
-        slices[key] = (case_id, mask.shape, np.packbits(mask.astype(bool)))
+        slices[key] = (case_id, mask.shape, np.packbits(mask.astype(bool)) if self.binary
+                       else np.asarray(mask, np.float32))
 
     def has_slice_numbers(self, group: str) -> bool:
         return all(key[0] == 0 for key in self.groups[group])
 
     def volume(self, group: str) -> np.ndarray:
-        """uint8 0/1 volume (H, W, n_slices) of the group, slices in order."""
+        """uint8 0/1 volume (H, W, n_slices) of the group, slices in order (float32 for a float stack)."""
         slices = [v for _, v in sorted(self.groups[group].items())]
         shapes = sorted({shape for _, shape, _ in slices})
         if len(shapes) > 1:
             raise RuntimeError(f"{group}: its slices differ in size {shapes}; they cannot be stacked into a volume")
+        if not self.binary:
+            return np.stack([data for _, _, data in slices], axis=-1)
         return np.stack([np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape)
                          for _, shape, packed in slices], axis=-1).astype(np.uint8)
 
-    def write_volume(self, group: str, out_dir: Path) -> Path:
-        """``<out_dir>/volumes/<group>.nii.gz``: uint8 0/1, shape (H, W, n_slices), identity affine; for a group
-        with a reference volume, the slices stacked along its slice axis, the reference's shape, affine and header."""
+    def write_volume(self, group: str, out_dir: Path, folder: str = "volumes") -> Path:
+        """``<out_dir>/<folder>/<group>.nii.gz``: uint8 0/1 (float32 for a float stack), shape (H, W, n_slices),
+        identity affine; for a group with a reference volume, the slices stacked along its slice axis, the
+        reference's shape, affine and header."""
         import nibabel as nib
 
-        path = Path(out_dir) / "volumes" / f"{group}.nii.gz"
+        path = Path(out_dir) / folder / f"{group}.nii.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
         if group in self.sources:
             nib.save(self.like_reference(group), str(path))
@@ -96,16 +102,16 @@ class SliceStack:
         if vol.shape != shape:
             raise RuntimeError(f"{group}: predicted volume {vol.shape} differs from the shape {shape} of {reference}")
         header = ref.header.copy()
-        header.set_data_dtype(np.uint8)
+        header.set_data_dtype(np.uint8 if self.binary else np.float32)
         header.set_slope_inter(1.0, 0.0)
         header["cal_min"], header["cal_max"] = 0.0, 1.0
         cls = type(ref) if isinstance(ref, nib.Nifti1Image) else nib.Nifti1Image
         return cls(vol, None, header=header)  # no affine given: the header's qform and sform are kept as they are
 
-    def write_volumes(self, out_dir: Path) -> list[Path]:
+    def write_volumes(self, out_dir: Path, folder: str = "volumes") -> list[Path]:
         """Volumes of the groups whose cases carry slice numbers (groups of plain images get none)."""
         groups = [g for g in sorted(self.groups) if self.has_slice_numbers(g)]
         skipped = len(self.groups) - len(groups)
         if skipped:
             logger.info("%d inputs carry no slice number (not a sliced layout): no volume written for them", skipped)
-        return [self.write_volume(g, out_dir) for g in groups]
+        return [self.write_volume(g, out_dir, folder) for g in groups]

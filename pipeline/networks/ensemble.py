@@ -28,25 +28,33 @@ class FoldEnsemble(nn.Module):
     """Args:
         members: the fold networks (same input and output shape).
         eps: probabilities are clamped to [eps, 1 - eps] before the logit, so certain pixels stay finite.
+        with_variance: append one channel, the variance over members of the foreground probability (how much the
+            fold models disagree; :class:`pipeline.inferers.FlipTTA` with ``uncertainty`` reads it). The other
+            channels are unchanged.
     """
 
-    def __init__(self, members: Sequence[nn.Module], eps: float = 1e-6):
+    def __init__(self, members: Sequence[nn.Module], eps: float = 1e-6, with_variance: bool = False):
         super().__init__()
         if not members:
             raise ValueError("FoldEnsemble needs at least one member")
-        self.members, self.eps = nn.ModuleList(members), eps
+        self.members, self.eps, self.with_variance = nn.ModuleList(members), eps, bool(with_variance)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [m(x) for m in self.members]
         outs = [o[0] if isinstance(o, (list, tuple)) else o for o in outs]  # networks with auxiliary outputs
         if outs[0].shape[1] == 1:
-            p = torch.stack([torch.sigmoid(o.float()) for o in outs]).mean(0).clamp(self.eps, 1 - self.eps)
-            return torch.logit(p)
-        p = torch.stack([torch.softmax(o.float(), dim=1) for o in outs]).mean(0)
-        return torch.log(p.clamp_min(self.eps))
+            each = torch.stack([torch.sigmoid(o.float()) for o in outs])
+            out = torch.logit(each.mean(0).clamp(self.eps, 1 - self.eps))
+        else:
+            each = torch.stack([torch.softmax(o.float(), dim=1) for o in outs])
+            out = torch.log(each.mean(0).clamp_min(self.eps))
+        if not self.with_variance:
+            return out
+        return torch.cat([out, each[:, :, -1:].var(0, unbiased=False)], dim=1)  # foreground: the last channel
 
     @classmethod
-    def from_checkpoints(cls, template: nn.Module, paths: Sequence[str | Path], map_location="cpu") -> FoldEnsemble:
+    def from_checkpoints(cls, template: nn.Module, paths: Sequence[str | Path], map_location="cpu",
+                         with_variance: bool = False) -> FoldEnsemble:
         """One copy of ``template`` per checkpoint, each with its weights (loaded with
         :func:`pipeline.handlers.load_network_weights`, which names what does not fit)."""
         from ..handlers.checkpoints import load_network_weights
@@ -56,4 +64,4 @@ class FoldEnsemble(nn.Module):
             member = copy.deepcopy(template)
             load_network_weights(member, str(path), map_location=map_location)
             members.append(member.eval())
-        return cls(members)
+        return cls(members, with_variance=with_variance)
