@@ -3,7 +3,7 @@
 # 2-core CPU machine it takes about 20 hours (sections below give their share). Every step resumes or skips what is
 # done (studies and cross-validations skip finished runs and folds), so the script can be stopped and started again.
 #
-#   bash docs/regenerate.sh [SECTION ...]     sections: results cv studies recipes performance (default: all)
+#   bash docs/regenerate.sh [SECTION ...]     sections: results cv studies recipes performance gallery (default: all)
 #
 # Threads: the figures were made with torch's default of one thread per core on 2-core VMs (OMP_NUM_THREADS=2),
 # except where a doc says one thread; the float summation order, and so the last digits of a score, depend on it.
@@ -15,7 +15,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 PH2=../shared/data/ph2/PH2Dataset
 LGG=../shared/data/lgg/kaggle_3m
 DSB=../shared/data/dsb2018/stage1_train
-sections=${*:-results cv studies recipes performance}
+sections=${*:-results cv studies recipes performance gallery}
 
 train_and_test() {  # bundle, dataset, run folder: README's single training and its test-split evaluation
     [ -f "$3/metrics.json" ] && grep -q '"completed": true' "$3/metrics.json" || \
@@ -74,6 +74,14 @@ for section in $sections; do
         python -m pipeline.bench.profile --width 16
         OMP_NUM_THREADS=1 python -m pipeline.bench.postprocessing
         ;;
-    *) echo "unknown section $section (results cv studies recipes performance)" >&2; exit 2 ;;
+    gallery)  # README's failure-gallery screenshot, docs/gallery.jpg (about 2 min; needs apt chromium + pip playwright)
+        python -m monai.bundle run training --config_file bundles/ph2.json --dataset_dir "$PH2" --epochs 20 \
+            --image_size 128 --roi_size [128,128] --output_dir runs/gallery/ph2
+        python -m monai.bundle run evaluate --config_file bundles/ph2.json --ckpt runs/gallery/ph2/models/best.pt \
+            --gallery_cases 6 --output_dir runs/gallery/ph2/eval-test
+        python -m pipeline.gallery runs/gallery/ph2/eval-test/gallery/index.html --screenshot runs/gallery/ph2.png
+        python -c "from PIL import Image; Image.open('runs/gallery/ph2.png').convert('RGB').save('docs/gallery.jpg', quality=85, optimize=True)"
+        ;;
+    *) echo "unknown section $section (results cv studies recipes performance gallery)" >&2; exit 2 ;;
     esac
 done
