@@ -73,6 +73,7 @@ for section in $sections; do
         python -m pipeline.bench.speed --scaling --networks unet --json runs/bench_scaling.json
         python -m pipeline.bench.profile --width 16
         OMP_NUM_THREADS=1 python -m pipeline.bench.postprocessing
+        python -m pipeline.bench.ddp_memory --dataset_dir "$PH2" --out runs/bench_ddp_memory
         ;;
     gallery)  # README's failure-gallery screenshot, docs/gallery.jpg (about 2 min; needs apt chromium + pip playwright)
         python -m monai.bundle run training --config_file bundles/ph2.json --dataset_dir "$PH2" --epochs 20 \

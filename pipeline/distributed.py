@@ -11,7 +11,8 @@ handlers call these helpers unconditionally:
   ``best.pt`` holds; DDP keeps weights equal, but each rank's last training batch moved its own BN running stats).
 - ``all_reduce_sum``: the epoch's training loss over all ranks, and the per-patient voxel counts of
   ``pipeline.handlers.VolumeDice``.
-- ``train_sampler``: the bundle's training sampler, split across ranks.
+- ``shard_indices`` / ``shard_sampler``: each rank caches and draws from its own share of the training
+  cases (memory per process falls as processes are added).
 
 Validation otherwise needs nothing here: MONAI's cumulative metrics (``IgniteMetricHandler`` over ``MeanIoU`` /
 ``DiceMetric``) all-gather the per-case scores of every rank before reducing, so each rank gets the mean over the
@@ -108,31 +109,82 @@ def quiet_other_ranks() -> None:
         logging.disable(logging.INFO)
 
 
-def train_sampler(dataset, sampler=None, seed: int = 0):
-    """The training sampler of one rank: ``sampler`` (the bundle's ``train_sampler``) split across ranks.
+def shard_indices(n: int, seed: int = 0) -> list[int]:
+    """This rank's share of ``n`` training cases: MONAI ``partition_dataset`` of the shuffled indices (the same
+    shuffle on every rank, fixed by ``seed``), padded by repeating cases so every rank holds
+    ``ceil(n / world_size)`` and runs the same number of iterations. One process: every index, in order."""
+    if world_size() <= 1:
+        return list(range(n))
+    from monai.data import partition_dataset
 
-    - None (shuffled epochs): MONAI ``DistributedSampler``, a different shuffle each epoch (the trainer calls
-      ``set_epoch``), the same permutation on every rank, each rank its own share; shares are padded to equal
-      length (a few cases repeat in an epoch) so that every rank runs the same number of iterations.
+    if n < world_size():
+        raise ValueError(f"the training set has {n} case(s), fewer than the {world_size()} processes")
+    return [int(i) for i in partition_dataset(list(range(n)), num_partitions=world_size(), shuffle=True, seed=seed,
+                                              even_divisible=True)[rank()]]
+
+
+def take(cases: list, indices: list[int]) -> list:
+    return [cases[i] for i in indices]
+
+
+def shard_sampler(dataset, indices: list[int], sampler=None, seed: int = 0):
+    """The sampler of one rank over its own cached shard (``dataset``: the cases at ``indices`` of the training
+    list, :func:`shard_indices`), so each process decodes and holds only its share of the training set.
+
+    - None (shuffled epochs): a ``DistributedSampler`` over the shard alone (``num_replicas=1``): a new shuffle of
+      the shard each epoch (the trainer calls ``set_epoch``), reproducible on resume.
     - ``WeightedRandomSampler`` (LGG: tumour-weighted draws, with replacement): MONAI
-      ``DistributedWeightedRandomSampler``: each epoch every rank draws, with the same weights, from its own share of
-      the cases, ``ceil(num_samples / world_size)`` draws, so an epoch draws as many cases as in one process and
-      the tumour share of the draws is kept in expectation (up to how the tumour slices fall into the shares).
+      ``DistributedWeightedRandomSampler`` over the shard with the shard's weights, ``ceil(num_samples /
+      world_size)`` draws a rank, so an epoch draws as many cases as in one process.
+
+    Each rank draws from its own shard for the whole run (MONAI's partitioned caching; cases do not move between
+    ranks), the price of holding 1/world_size of the data each.
     """
     from monai.data import DistributedSampler, DistributedWeightedRandomSampler
     from torch.utils.data import WeightedRandomSampler
 
+    if len(dataset) != len(indices):
+        raise ValueError(f"the shard holds {len(dataset)} cases but {len(indices)} indices were given")
     if sampler is None:
-        return DistributedSampler(dataset, shuffle=True, seed=seed)
+        return DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed + rank())
     if isinstance(sampler, WeightedRandomSampler):
         if not sampler.replacement:
             raise ValueError("distributed training supports a WeightedRandomSampler with replacement=True only")
+        weights = torch.as_tensor(sampler.weights).tolist()
         return DistributedWeightedRandomSampler(
-            dataset, weights=torch.as_tensor(sampler.weights).tolist(),
-            num_samples_per_rank=math.ceil(sampler.num_samples / world_size()),
-            generator=torch.Generator().manual_seed(seed + rank()), shuffle=True, seed=seed)
+            dataset, weights=[weights[i] for i in indices],
+            num_samples_per_rank=math.ceil(sampler.num_samples / world_size()), num_replicas=1, rank=0,
+            generator=torch.Generator().manual_seed(seed + rank()), shuffle=True, seed=seed + rank())
     raise TypeError(f"distributed training does not know how to split a {type(sampler).__name__} across ranks; "
                     "use train_sampler null (shuffled epochs) or a torch WeightedRandomSampler")
+
+
+def all_gather(obj) -> list:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` in one process."""
+    if world_size() <= 1:
+        return [obj]
+    seen = [None] * world_size()
+    dist.all_gather_object(seen, obj)
+    return seen
+
+
+_RANKS: list[dict] = []
+
+
+def gather_ranks() -> list[dict]:
+    """Every rank's global rank, node (torchrun's ``GROUP_RANK``), local rank, host and pid, gathered on all ranks
+    (a collective: ``configs/distributed.json`` calls it in ``initialize``); the run record lists them."""
+    import os
+    import socket
+
+    me = {"rank": rank(), "node": int(os.environ.get("GROUP_RANK", 0)),
+          "local_rank": int(os.environ.get("LOCAL_RANK", 0)), "host": socket.gethostname(), "pid": os.getpid()}
+    _RANKS[:] = all_gather(me)
+    return list(_RANKS)
+
+
+def gathered_ranks() -> list[dict]:
+    return list(_RANKS)
 
 
 def val_sampler(dataset):

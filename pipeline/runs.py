@@ -120,7 +120,9 @@ def start(output_dir: str, purpose: str, hyperparameters: dict, dataset: dict | 
     if world_size() > 1:
         import torch.distributed as dist
 
-        info["distributed"] = {"world_size": world_size(), "backend": dist.get_backend()}
+        from .distributed import gathered_ranks
+
+        info["distributed"] = {"world_size": world_size(), "backend": dist.get_backend(), "ranks": gathered_ranks()}
     if dataset is not None:
         info["dataset"] = {**dataset, "synthetic": is_synthetic(dataset["dir"])}
     if splits is not None:

@@ -55,9 +55,29 @@ def overlay(image: np.ndarray, pred: np.ndarray | None = None, truth: np.ndarray
         masks = [(np.asarray(Image.fromarray(m.astype(np.uint8)).resize(size, Image.NEAREST)) > 0, c) for m, c in masks]
     out = img.copy()
     t = thickness or max(1, round(max(img.shape[:2]) / 300))
+    both = len(masks) == 2
     for mask, colour in masks:
-        out[_outline(mask, t)] = colour
+        # with both, the truth is traced wider and first: where prediction and truth agree, green still flanks the
+        # magenta line instead of being hidden under it
+        out[_outline(mask, t + 2 if both and colour == TRUTH else t)] = colour
     return out
+
+
+def with_legend(image: np.ndarray, truth: bool = True, pred: bool = True) -> np.ndarray:
+    """``image`` with a strip below it naming the outline colours (TensorBoard shows images without captions)."""
+    img = Image.fromarray(np.asarray(image))
+    strip = Image.new("RGB", (img.width, 16), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    x = 4
+    for show, colour, text in ((truth, TRUTH, "truth"), (pred, PRED, "prediction")):
+        if show:
+            draw.rectangle((x, 4, x + 8, 12), fill=colour)
+            draw.text((x + 12, 2), text, fill=(0, 0, 0))
+            x += 20 + 6 * len(text) + 8
+    out = Image.new("RGB", (img.width, img.height + 16))
+    out.paste(img, (0, 0))
+    out.paste(strip, (0, img.height))
+    return np.asarray(out)
 
 
 def contact_sheet(tiles: Sequence[np.ndarray], captions: Sequence[str], path: str | Path, width: int = 384,

@@ -52,10 +52,11 @@ def test_two_processes_write_one_run_whose_metric_matches_a_single_process_evalu
     assert log.count("epoch 4/4") == 1 and log.count("training finished") == 1 and log.count("SYNTHETIC DATA") == 1
     assert sorted(p.name for p in (run / "models").iterdir()) == ["best.pt", "last.pt"]
     assert len(list(run.rglob("events.out.tfevents.*"))) == 1
-    assert sorted(p.name for p in run.iterdir()) == ["config.json", "metrics.json", "models", "splits.json",
-                                                      "tensorboard"]
+    assert sorted(p.name for p in run.iterdir()) == ["calibration.json", "calibration.png", "config.json",
+                                                      "metrics.json", "models", "splits.json", "tensorboard"]
     config = json.loads((run / "config.json").read_text())
-    assert config["distributed"] == {"world_size": 2, "backend": "gloo"}
+    assert {k: config["distributed"][k] for k in ("world_size", "backend")} == {"world_size": 2, "backend": "gloo"}
+    assert [r["rank"] for r in config["distributed"]["ranks"]] == [0, 1]
     val_ids = json.loads((run / "splits.json").read_text())["val"]
     assert len(val_ids) == 3 and config["split_sizes"] == {"train": 4, "val": 3, "test": 1}
 
@@ -68,6 +69,8 @@ def test_two_processes_write_one_run_whose_metric_matches_a_single_process_evalu
 
     metrics = json.loads((run / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4] and metrics["completed"]
+    # each process cached only its share of the 4 training cases
+    assert [(p["rank"], p["train_cases_cached"]) for p in metrics["processes"]] == [(0, 2), (1, 2)]
     best = metrics["best"]
     assert best["val_iou"] > 0.0, "the comparison below is only meaningful for a network that finds something"
 
@@ -114,6 +117,8 @@ for bundle in bundles:
         "val_sampler": type(val_loader.sampler).__name__,
         "val_shuffle": getattr(val_loader.sampler, "shuffle", None),
         "val_cases": len(val_loader.sampler), "val_set": len(p.get_parsed_content("validate#dataset")),
+        "train_cached": len(p.get_parsed_content("train#dataset")),
+        "train_split": len(p.get_parsed_content("data#splits")["train"]),
         "backend": torch.distributed.get_backend(),
     }
 torch.distributed.destroy_process_group()
@@ -132,7 +137,7 @@ def test_overlay_composes_with_every_bundle(tmp_path):
     for bundle, r in got.items():
         assert r["ddp"] and r["checkpoint_network_bare"] and r["backend"] == "gloo", (bundle, r)
         assert r["val_sampler"] == "DistributedSampler" and r["val_shuffle"] is False, (bundle, r)
-        assert r["val_cases"] == r["val_set"], (bundle, r)
+        assert r["val_cases"] == r["val_set"] and r["train_cached"] == r["train_split"], (bundle, r)  # one process
         # LGG keeps its tumour-weighted draws, split across processes; the others shuffle
         want = "DistributedWeightedRandomSampler" if bundle == "lgg" else "DistributedSampler"
         assert r["train_sampler"] == want and r["train_shuffle"] is True, (bundle, r)
@@ -144,3 +149,50 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _launch_nodes(args: list, port: int, timeout: int = 300) -> list[str]:
+    """Two ``torchrun --nnodes 2 --nproc_per_node 1`` launches on this machine joined by a c10d rendezvous (gloo):
+    two "nodes" of one process each, as on two machines sharing the run folder."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+           "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", f"nodes{port}",
+           "-m", "monai.bundle", *map(str, args)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True) for _ in range(2)]
+    outs = []
+    for proc in procs:
+        try:
+            outs.append(proc.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                os.killpg(p.pid, signal.SIGKILL)
+            pytest.fail("the two-node launch did not finish (rendezvous or deadlock)")
+    for proc, out in zip(procs, outs):
+        assert proc.returncode == 0, f"a node failed ({proc.returncode}):\n{out[-6000:]}"
+    return outs
+
+
+def test_two_nodes_train_one_run_that_resumes(tmp_path):
+    default, synth, run = tmp_path / "PH2Dataset", tmp_path / "synthetic" / "PH2Dataset", tmp_path / "run"
+    args = ["run", "training", "--config_file", f"['bundles/ph2.json','{OVERLAY}']", "--width", 4, "--image_size", 64,
+            "--roi_size", "[64,64]", "--val_fraction", 0.3, "--test_fraction", 0.1, "--split_seed", 5,
+            "--dataset_dir", default, "--default_dataset_dir", default, "--synthetic_dir", synth,
+            "--synthetic_cases", 8, "--val_interval", 1, "--batch_size", 2, "--output_dir", run]
+    logs = _launch_nodes([*args, "--epochs", 2], _free_port())
+    config = json.loads((run / "config.json").read_text())
+    ranks = config["distributed"]["ranks"]
+    assert config["distributed"]["world_size"] == 2 and sorted(r["node"] for r in ranks) == [0, 1]
+    assert len({r["pid"] for r in ranks}) == 2
+    # node 0 wrote the run, once; node 1 trained (its process held its share) but wrote nothing
+    assert sum(log.count("training finished") for log in logs) == 1
+    assert len(list(run.rglob("events.out.tfevents.*"))) == 1
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [p["train_cases_cached"] for p in metrics["processes"]] == [2, 2]
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    before = torch.load(run / "models" / "last.pt", weights_only=True)["trainer"]["iteration"]
+
+    _launch_nodes([*args, "--epochs", 3, "--resume", "true"], _free_port())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and metrics["completed"]
+    assert torch.load(run / "models" / "last.pt", weights_only=True)["trainer"]["iteration"] == before + 1

@@ -9,7 +9,7 @@ from pipeline.visualize import PRED, TRUTH, overlay
 def _case(h=200, w=400):
     img = np.full((h, w, 3), 100, np.uint8)
     truth = np.zeros((h, w), bool)
-    truth[40:160, 60:200] = True
+    truth[40:160, 60:190] = True
     pred = np.zeros((h, w), bool)
     pred[50:150, 220:380] = True
     return img, pred, truth
@@ -58,3 +58,15 @@ def test_overlay_summary_is_the_lossless_png_tensorboard_shows():
     assert value.tag == "val/overlay/x"
     assert (value.image.height, value.image.width, value.image.colorspace) == (30, 40, 3)
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string))), img)
+
+
+def test_agreeing_outlines_show_both_colours_and_the_legend_names_them():
+    from pipeline.visualize import with_legend
+
+    img, _, truth = _case()
+    out = overlay(img, pred=truth, truth=truth)  # a perfect prediction: the same outline twice
+    assert _has(out, TRUTH) and _has(out, PRED)
+    shown = with_legend(out)
+    assert shown.shape == (out.shape[0] + 16, out.shape[1], 3) and np.array_equal(shown[:out.shape[0]], out)
+    assert _has(shown[out.shape[0]:], TRUTH) and _has(shown[out.shape[0]:], PRED)
+    assert not _has(with_legend(out, truth=False)[out.shape[0]:], TRUTH)

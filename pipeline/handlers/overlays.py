@@ -10,12 +10,13 @@ import numpy as np
 from ignite.engine import Engine, Events
 from PIL import Image
 
-from ..visualize import overlay
+from ..visualize import overlay, with_legend
 from .cases import as_mask, case_items, slice_of, source_image
 
 
 class TensorBoardOverlays:
-    """Validation images with truth (green) and prediction (magenta) outlines, one image tag per case.
+    """Validation images with truth (green, traced wider so it shows where the prediction agrees) and prediction
+    (magenta) outlines and a legend strip below, one image tag per case.
 
     The first ``max_cases`` cases of each validation run are drawn on their source image at full resolution,
     then shrunk to ``width`` pixels; the step is the trainer epoch (MONAI evaluators run with it). A None
@@ -40,6 +41,7 @@ class TensorBoardOverlays:
             # much as the network's forward passes
             img = overlay(source_image(path, *slice_of(b, case_id)), pred=as_mask(o["pred"]),
                           truth=as_mask(o["label"]) if "label" in o else None, width=self.width)
+            img = with_legend(img, truth="label" in o)
             self.writer._get_file_writer().add_summary(_png_summary(f"{self.tag}/{case_id}", img), engine.state.epoch)
             self._done += 1
 

@@ -29,8 +29,10 @@ class RunRecorder:
     """
 
     def __init__(self, output_dir: str, validator: Engine | None = None, optimizer=None, summary_writer=None,
-                 key_metric: str = "val_iou", extra: dict | None = None):
+                 key_metric: str = "val_iou", extra: dict | None = None, hparams: dict | None = None):
         self.path, self.extra = Path(output_dir) / "metrics.json", extra or {}
+        self.hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                        for k, v in (hparams or {}).items() if k in HPARAMS and v is not None}
         self.validator, self.optimizer, self.writer, self.key = validator, optimizer, summary_writer, key_metric
         self.history: list[dict] = []
         self.best: dict = {}
@@ -102,9 +104,37 @@ class RunRecorder:
                     max_epochs=max_epochs)
 
     def _completed(self, engine: Engine) -> None:
+        from ..distributed import all_gather, rank
+
+        loader = getattr(engine.state, "dataloader", None)
+        cases = len(loader.dataset) if loader is not None and hasattr(loader.dataset, "__len__") else None
+        # a collective, every rank takes part: what each process held (its cached training cases) and its peak memory
+        processes = all_gather({"rank": rank(), "train_cases_cached": cases, **peak_memory()})
         if not is_main():
             return
-        update_json(self.path, train_seconds=round(self.run_timer(), 1), completed=True, **peak_memory())
+        if self.writer is not None and self.best:
+            self._write_hparams()
+        update_json(self.path, train_seconds=round(self.run_timer(), 1), completed=True, **peak_memory(),
+                    processes=processes)
+
+    def _write_hparams(self) -> None:
+        """The run's settings and best validation scores as a TensorBoard HParams entry, in the run's own event
+        stream (``SummaryWriter.add_hparams`` would open a second one in a subfolder), so a single run shows in
+        the HParams tab and runs side by side compare there."""
+        from torch.utils.tensorboard.summary import hparams
+
+        metrics = {f"hparams/best_{k}": float(v) for k, v in self.best.items() if k.startswith("val_")}
+        for summary in hparams(self.hparams, metrics):
+            self.writer._get_file_writer().add_summary(summary)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, self.best["epoch"])
+        self.writer.flush()
+
+
+# the settings a run's TensorBoard HParams entry shows (those that tell runs of a study apart)
+HPARAMS = ("bundle_name", "network", "width", "loss", "lr", "weight_decay", "batch_size", "epochs", "image_size",
+           "roi_size", "seed", "split_seed", "fold", "folds", "intensity_norm", "hair_prob", "flip_tta", "rot90_tta",
+           "threshold", "key_metric")
 
 
 def clock(seconds: float) -> str:
