@@ -187,6 +187,16 @@ def gathered_ranks() -> list[dict]:
     return list(_RANKS)
 
 
+def shutdown() -> None:
+    """End distributed training: every rank waits at a barrier until all have finished (rank 0 writes the run's
+    last files after the others are done training), then the process group is destroyed. A rank tearing gloo down
+    while a peer is still at work aborted at exit now and then ("terminate called without an active exception")."""
+    if not is_distributed():
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def val_sampler(dataset):
     """The validation sampler of one rank: MONAI ``DistributedSampler(shuffle=False, even_divisible=False)``, each
     case on exactly one rank (shares differ by at most one case; nothing is repeated, so the all-gathered metric is

@@ -74,7 +74,9 @@ def test_one_tensorboard_stream_with_expected_tags(trained):
     assert [e.step for e in acc.Images("val/reliability")] == [1, 2]  # the calibration diagram, every validation
     # the run's settings and best scores in the HParams tab, in this same stream
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(acc.PluginTagToContent("hparams"))
-    assert [e.value for e in acc.Scalars("hparams/best_val_iou")] == pytest.approx([max(e.value for e in acc.Scalars("val/iou"))])
+    assert [e.value for e in acc.Scalars("val/best_iou")] == pytest.approx([max(e.value for e in acc.Scalars("val/iou"))])
+    # two tag groups, both open in TensorBoard's Time Series dashboard
+    assert {t.split("/")[0] for t in scalars} == {"train", "val"} and "train/epoch_s" in scalars
     images = [t for t in acc.Tags()["images"] if t != "val/reliability"]
     assert images and all(t.startswith("val/overlay/IMD") for t in images)
     # the overlay keeps the source image's orientation: landscape in, landscape out
