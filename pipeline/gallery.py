@@ -4,7 +4,7 @@ errors, with the case id and its scores, as a self-contained HTML page beside ``
     python -m pipeline.gallery runs/<run>/eval-test/gallery/index.html --screenshot docs/gallery.png
 
 opens a page in headless Chromium (through Playwright, with the system's Chromium: ``apt install chromium`` and
-``pip install playwright``; nothing is downloaded), checks that every image loaded and that the rows are in order
+``pip install -e ".[gallery]"``; nothing is downloaded), checks that every image loaded and that the rows are in order
 of score, and saves a screenshot.
 """
 

@@ -82,7 +82,7 @@ def _browser():
     try:
         import playwright  # noqa: F401
     except ImportError:
-        return "playwright is not installed (pip install playwright)"
+        return "playwright is not installed (pip install -e \".[gallery]\")"
     if not (shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")):
         return "no Chromium on PATH (apt install chromium)"
     return None
