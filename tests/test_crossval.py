@@ -260,3 +260,18 @@ def test_the_python_api_predicts_with_the_folder_as_inference_does(cross_validat
     images = sorted(cross_validated["data"].rglob("*_Dermoscopic_Image/*.bmp"))[:3]
     for image, mask in zip(images, seg.predict(images)):
         np.testing.assert_array_equal(mask, np.asarray(Image.open(tmp_path / "cli" / "masks" / f"{image.stem}.png")) > 0)
+
+
+def test_the_folder_writes_its_folds_disagreement_without_changing_the_masks(cross_validated, tmp_path):
+    cv, data = cross_validated["cv"], cross_validated["data"]
+    run_in_process("inference", ckpt=cv, input_dir=data, output_dir=tmp_path / "m")
+    run_in_process("inference", ckpt=cv, input_dir=data, output_dir=tmp_path / "p", save_probabilities=True)
+    masks = sorted((tmp_path / "m" / "masks").glob("*.png"))
+    assert len(masks) == 8
+    spread = []
+    for m in masks:
+        np.testing.assert_array_equal(np.asarray(Image.open(m)), np.asarray(Image.open(tmp_path / "p" / "masks" / m.name)))
+        sd = np.asarray(Image.open(tmp_path / "p" / "uncertainty" / m.name)).astype(float) / 510
+        assert sd.shape == np.asarray(Image.open(m)).shape and sd.max() <= 0.5
+        spread.append(sd.max())
+    assert max(spread) > 0  # two fold models (and flips, where chosen) never agree everywhere
