@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .visualize import PRED, TRUTH, overlay
+from .visualize import PRED, TRUTH, as_rgb, overlay
 
 MISSED = (0, 140, 255)  # truth not predicted (false negative)
 EXTRA = PRED  # predicted, not truth (false positive)
@@ -43,19 +43,9 @@ def error_map(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, width: int
     return _shrink(out.astype(np.uint8), width, nearest=True)
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """RGB uint8 of an image as read: a grey or float slice (NIfTI) is stretched to 0..255."""
-    img = np.asarray(image)
-    img = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img[..., :3]
-    if img.dtype != np.uint8:
-        lo, hi = float(img.min()), float(img.max())
-        img = ((img - lo) / (hi - lo + 1e-8) * 255).astype(np.uint8)
-    return img
-
-
 def panels(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, width: int = 320) -> dict[str, np.ndarray]:
     """The four panels of a gallery row, each at most ``width`` pixels wide, in the image's own orientation."""
-    image = _rgb(image)
+    image = as_rgb(image)
     pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
     if pred.shape != image.shape[:2] or truth.shape != image.shape[:2]:
         raise ValueError(f"masks {pred.shape} / {truth.shape} differ from the image {image.shape[:2]}")

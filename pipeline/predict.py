@@ -108,9 +108,11 @@ class Segmenter:
             self.postprocessing = parser.get_parsed_content("infer#postprocessing")
             self.amp = bool(parser.get_parsed_content("amp")) and device.type == "cuda"
             self.measures_uncertainty = bool(parser.get_parsed_content("uncertainty"))
-        from .handlers.checkpoints import WeightsLoader
+        from .handlers.checkpoints import load_network_weights
+        from .networks.ensemble import FoldEnsemble
 
-        WeightsLoader(str(parser["ckpt"]), self.network, device).attach(None)  # .ts and ensembles come loaded
+        if not isinstance(self.network, (torch.jit.ScriptModule, FoldEnsemble)):  # those come with their weights
+            load_network_weights(self.network, str(parser["ckpt"]), device)
         self.network.eval()
         steps = self.preprocessing.flatten().transforms
         last_reader = max(i for i, t in enumerate(steps) if type(t).__name__ in _READERS)
@@ -118,7 +120,7 @@ class Segmenter:
 
         # the same transform objects, so the post-processing's Invertd recognises their trace
         self._after_reading = Compose(list(steps[last_reader + 1:]))
-        self._needs_path = [type(t).__name__ for t in steps[last_reader + 1:] if type(t).__name__ == "ScaleByPatientd"]
+        self._needs_path = any(type(t).__name__ == "ScaleByPatientd" for t in steps[last_reader + 1:])
         self.in_channels = int(settings["in_channels"])
         self.volumes = settings["layout"] == "nifti"
         self.slice_axis = int(settings.get("layout_args", {}).get("axis", 2)) if self.volumes else None

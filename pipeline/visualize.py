@@ -24,6 +24,16 @@ def load_rgb(path: str | Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of an image as read: grey is repeated, a float slice (NIfTI) stretched to 0..255."""
+    img = np.asarray(image)
+    img = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img[..., :3]
+    if img.dtype != np.uint8:
+        lo, hi = float(img.min()), float(img.max())
+        img = ((img - lo) / (hi - lo + 1e-8) * 255).astype(np.uint8)
+    return img
+
+
 def _outline(mask: np.ndarray, thickness: int) -> np.ndarray:
     edge = find_boundaries(mask > 0, mode="inner")
     return binary_dilation(edge, structure=disk(thickness)) if thickness > 1 else edge
@@ -34,13 +44,7 @@ def overlay(image: np.ndarray, pred: np.ndarray | None = None, truth: np.ndarray
     """RGB uint8 (H, W, 3): ``image`` with outlines of ``truth`` (green) and ``pred`` (magenta). With ``width``, an
     image wider than that is first shrunk to it (aspect kept; masks nearest-neighbour), so the outlines are traced on
     the pixels that will be shown instead of on the full-resolution image."""
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=-1)
-    img = img[..., :3]
-    if img.dtype != np.uint8:
-        lo, hi = float(img.min()), float(img.max())
-        img = ((img - lo) / (hi - lo + 1e-8) * 255).astype(np.uint8)
+    img = as_rgb(image)
     masks = []
     for mask, colour in ((truth, TRUTH), (pred, PRED)):
         if mask is None:

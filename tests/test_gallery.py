@@ -4,7 +4,6 @@ error is which, the page checked in a real headless browser where one is install
 import re
 import shutil
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pytest

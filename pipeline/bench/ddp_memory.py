@@ -37,7 +37,7 @@ def run(nproc: int, out: Path, dataset_dir: str, sharded: bool, extra: list[str]
         subprocess.run(cmd, cwd=REPO, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         (folder / "wall_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     doc = json.loads(metrics.read_text())
-    procs = doc.get("processes") or [{"rank": 0, "train_cases_cached": None, "peak_rss_gb": doc["peak_rss_gb"]}]
+    procs = doc["processes"]
     return {"nproc": nproc, "sharded": sharded, "rss": [p["peak_rss_gb"] for p in procs],
             "cached": [p["train_cases_cached"] for p in procs],
             "wall_s": float((folder / "wall_s.txt").read_text()) if (folder / "wall_s.txt").is_file() else None}

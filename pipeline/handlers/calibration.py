@@ -66,8 +66,15 @@ def reliability_figure(summary: dict, title: str):
     share = np.array([b["pixels"] for b in bins], dtype=float) / max(summary["pixels"], 1)
     bottom.bar(mid, np.where(share > 0, share, np.nan), width=width * 0.9, color="0.4")
     bottom.set(yscale="log", xlabel="predicted foreground probability", ylabel="share")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.2, right=0.97, top=0.88, bottom=0.1, hspace=0.08)  # tight_layout: 0.1 s a call
     return fig
+
+
+def render(fig, dpi: int = 110) -> np.ndarray:
+    """The figure drawn once as an RGB uint8 array (for the PNG and the TensorBoard image alike)."""
+    fig.set_dpi(dpi)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 class Calibration:
@@ -118,12 +125,15 @@ class Calibration:
         import matplotlib.pyplot as plt
 
         fig = reliability_figure(summary, f"{self.title}, epoch {engine.state.epoch}" if self.writer else self.title)
+        image = render(fig)  # drawn once, at every validation: the PNG and TensorBoard share it
+        plt.close(fig)
         if self.out is not None:
+            from PIL import Image
+
             self.out.mkdir(parents=True, exist_ok=True)
-            fig.savefig(self.out / "calibration.png", dpi=110)
+            Image.fromarray(image).save(self.out / "calibration.png")
             write_json(self.out / "calibration.json", {"split": self.title, "epoch": engine.state.epoch, **summary,
                                                         "definition": "pipeline.handlers.calibration.summarize"})
         if self.writer is not None:
-            self.writer.add_figure(f"{self.name[:3]}/reliability" if self.name.startswith("val_") else "reliability", fig,
-                                   global_step=engine.state.epoch)
-        plt.close(fig)
+            tag = "val/reliability" if self.name.startswith("val_") else "reliability"
+            self.writer.add_image(tag, image, global_step=engine.state.epoch, dataformats="HWC")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from ignite.engine import Engine
+from PIL import Image
 
 from ..visualize import load_rgb
 
@@ -71,3 +72,16 @@ def slice_of(b: dict, case_id: str) -> tuple[int | None, int | None]:
 def as_mask(x) -> np.ndarray:
     a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     return a.squeeze(0) > 0 if a.ndim == 3 else a > 0
+
+
+def as_plane(x) -> np.ndarray:
+    """A one-channel map of the engine state (probability, uncertainty) as a float32 (H, W) array."""
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return (a[0] if a.ndim == 3 else a).astype(np.float32)
+
+
+def save_map(path: Path, plane: np.ndarray, scale: float = 255) -> None:
+    """``plane`` as an 8-bit PNG, ``round(scale * value)`` clipped to 0..255 (probabilities: 255; standard
+    deviations, at most 0.5: 510)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.rint(np.clip(plane * scale, 0, 255)).astype(np.uint8)).save(path)

@@ -8,15 +8,14 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from ignite.engine import Engine, Events
-from PIL import Image
 
 from .. import gallery
 from .. import metrics as M
 from ..runs import Timer, write_json
 from ..visualize import contact_sheet, overlay
-from .cases import as_mask, case_items, group_slice, slice_of, source_image, volume_source
+from .cases import (as_mask, as_plane, case_items, group_slice, save_map, slice_of, source_image,
+                    volume_source)
 from .record import peak_memory
 from .volumes import SliceStack, largest_in_volumes
 
@@ -101,11 +100,8 @@ class CaseMetricsWriter:
     def _write_probability(self, case_id: str, o: dict, truth: np.ndarray) -> None:
         if "probability" not in o:
             raise KeyError(f"{case_id}: no probability kept (the engine keeps it with --save_probabilities true)")
-        p = o["probability"]
-        p = (p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else np.asarray(p)).squeeze(0)
-        for folder, img in (("probabilities", np.rint(np.clip(p, 0, 1) * 255)), ("truth", truth * 255)):
-            (self.out / folder).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img.astype(np.uint8)).save(self.out / folder / f"{case_id}.png")
+        save_map(self.out / "probabilities" / f"{case_id}.png", as_plane(o["probability"]))
+        save_map(self.out / "truth" / f"{case_id}.png", truth.astype(np.float32))
 
     def _completed(self, engine: Engine) -> None:
         for item in largest_in_volumes(self.pending):

@@ -11,7 +11,7 @@ from ignite.engine import Engine, Events
 from PIL import Image
 
 from ..visualize import load_rgb, overlay
-from .cases import as_mask, case_items, group_slice, volume_source
+from .cases import as_mask, as_plane, case_items, group_slice, save_map, volume_source
 from .volumes import SliceStack, largest_in_volumes
 
 logger = logging.getLogger(__name__)
@@ -63,9 +63,9 @@ class MaskWriter:
             if self.probabilities:
                 if "probability" not in o:
                     raise KeyError(f"{case_id}: no probability kept by the engine's post-processing")
-                item["maps"] = {"probabilities": _plane(o["probability"])}
+                item["maps"] = {"probabilities": as_plane(o["probability"])}
                 if "uncertainty" in o:
-                    item["maps"]["uncertainty"] = _plane(o["uncertainty"])
+                    item["maps"]["uncertainty"] = as_plane(o["uncertainty"])
                     self.measured_uncertainty = True
             if self.volume_largest:  # written at the end, once each patient's volume is complete
                 self.pending.append(item)
@@ -82,10 +82,7 @@ class MaskWriter:
                 self.maps[folder].add(item["group"], item["slice"], case_id, plane, reference=reference,
                                       slice_axis=axis)
             if reference is None:
-                scale = 255 if folder == "probabilities" else 510
-                (self.out / folder).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(np.rint(np.clip(plane * scale, 0, 255)).astype(np.uint8)).save(
-                    self.out / folder / f"{case_id}.png")
+                save_map(self.out / folder / f"{case_id}.png", plane, 255 if folder == "probabilities" else 510)
         if reference is not None:  # a slice of a NIfTI volume: the volume is written at the end
             self.rows.append({"case_id": case_id, "source": path, "width": mask.shape[1],
                               "height": mask.shape[0], "area_pred": int(mask.sum())})
@@ -122,8 +119,3 @@ class MaskWriter:
         if self.probabilities:
             logger.info("wrote probabilities%s to %s", " and uncertainty" if self.measured_uncertainty else
                         " (no uncertainty: one model without TTA has nothing to disagree with)", self.out)
-
-
-def _plane(x) -> np.ndarray:
-    a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-    return (a[0] if a.ndim == 3 else a).astype(np.float32)
