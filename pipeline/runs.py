@@ -128,6 +128,12 @@ def start(output_dir: str, purpose: str, hyperparameters: dict, dataset: dict | 
     if splits is not None:
         splits_mod.save(splits, out / "splits.json", **(split_params or {}))
         info["split_sizes"] = {k: len(v) for k, v in splits.items()}
+        fraction = float((split_params or {}).get("train_fraction", 1.0))
+        if fraction < 1 and dataset is not None:
+            unused = dataset["n_cases"] - sum(info["split_sizes"].values())
+            info["split_sizes"]["unused"] = unused
+            logger.warning("train_fraction %g: training on %d cases; %d training cases left out of every split",
+                           fraction, len(splits["train"]), unused)
     write_json(out / "config.json", info)
     logger.info("%s: writing to %s", purpose, out)
     return out

@@ -105,3 +105,21 @@ def test_bad_fold_settings(folds, fold):
     cases = [{"case_id": f"c{i}"} for i in range(20)]
     with pytest.raises(ValueError, match="folds"):
         splits.assign(cases, folds=folds, fold=fold)
+
+
+@pytest.mark.parametrize("folds", [0, 5])
+def test_train_fraction_keeps_nested_whole_groups_and_moves_no_other_side(folds):
+    cases = make(60, per_group=3)
+    full = splits.assign(cases, seed=2, folds=folds, fold=1 if folds else 0)
+    groups = {f: {c["group"] for c in splits.assign(cases, seed=2, folds=folds, fold=1 if folds else 0,
+                                                       train_fraction=f)["train"]} for f in (0.25, 0.5, 1.0)}
+    n = len({c["group"] for c in full["train"]})
+    assert [len(groups[f]) for f in (0.25, 0.5, 1.0)] == [round(0.25 * n), round(0.5 * n), n]
+    assert groups[0.25] < groups[0.5] < groups[1.0]  # nested, so a learning curve only ever adds cases
+    for f in (0.25, 0.5):
+        part = splits.assign(cases, seed=2, folds=folds, fold=1 if folds else 0, train_fraction=f)
+        assert part["val"] == full["val"] and part["test"] == full["test"]
+        assert all(sum(c["group"] == g for c in part["train"]) == 3 for g in groups[f])  # whole patients
+    assert len(splits.assign(cases, seed=2, train_fraction=0.001)["train"]) == 3  # at least one group
+    with pytest.raises(ValueError, match="train_fraction"):
+        splits.assign(cases, train_fraction=0)

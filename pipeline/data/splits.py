@@ -7,6 +7,10 @@ removing other cases never moves it, and all slices of a patient (one group) sta
 Cross-validation (``folds`` >= 2): the groups, ordered by ``u``, are dealt round-robin into ``folds`` folds of
 near-equal size; fold ``fold`` is the test side, and ``val_fraction`` of the remaining groups (those first in a second
 seeded order) the validation side. Every group is tested exactly once over the folds (``test_fraction`` is unused).
+
+``train_fraction`` < 1 keeps only that fraction of the training groups (those first in a third seeded order; at least
+one) and leaves the rest out of every side: the validation and test sides do not move, so runs with several fractions
+are scored on the same cases (a learning curve, ``python -m pipeline.bench.learning_curve``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ def group_u(group: str, seed: int) -> float:
 
 
 def assign(cases: list[dict], val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0, folds: int = 0,
-           fold: int = 0) -> dict:
+           fold: int = 0, train_fraction: float = 1.0) -> dict:
     """Split ``cases`` (dicts with ``group``, else ``case_id``) into ``{"train": [...], "val": [...], "test": [...]}``.
 
     With three or more groups no side is left empty: a tiny set whose hashes leave one empty moves there the group of
@@ -33,10 +37,22 @@ def assign(cases: list[dict], val_fraction: float = 0.15, test_fraction: float =
     """
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(f"bad split fractions: val={val_fraction}, test={test_fraction} (each in [0, 1), sum < 1)")
+    if not 0 < float(train_fraction) <= 1:
+        raise ValueError(f"bad train_fraction {train_fraction}: the share of the training side to keep, in (0, 1]")
     groups = sorted({str(c.get("group", c["case_id"])) for c in cases})
     u = {g: group_u(g, seed) for g in groups}
     if folds:
-        return _by_side(cases, _fold_sides(groups, u, val_fraction, seed, folds, fold))
+        side = _fold_sides(groups, u, val_fraction, seed, folds, fold)
+    else:
+        side = _sides(groups, u, val_fraction, test_fraction)
+    if float(train_fraction) < 1:
+        train = sorted((g for g in groups if side[g] == "train"), key=lambda g: group_u(g, seed + 2))
+        for g in train[max(1, round(float(train_fraction) * len(train))):]:
+            side[g] = "unused"
+    return _by_side(cases, side)
+
+
+def _sides(groups: list[str], u: dict, val_fraction: float, test_fraction: float) -> dict:
     side = {g: "test" if u[g] < test_fraction else "val" if u[g] < test_fraction + val_fraction else "train"
             for g in groups}
     if len(groups) >= 3:
@@ -47,7 +63,7 @@ def assign(cases: list[dict], val_fraction: float = 0.15, test_fraction: float =
                 sizes = {k: sum(v == k for v in side.values()) for k in centres}
                 donor = max(sizes, key=sizes.get)
                 side[min((g for g in groups if side[g] == donor), key=lambda g: abs(u[g] - centres[name]))] = name
-    return _by_side(cases, side)
+    return side
 
 
 def _fold_sides(groups: list[str], u: dict, val_fraction: float, seed: int, folds: int, fold: int) -> dict:
@@ -65,7 +81,9 @@ def _fold_sides(groups: list[str], u: dict, val_fraction: float, seed: int, fold
 def _by_side(cases: list[dict], side: dict) -> dict:
     out: dict[str, list] = {s: [] for s in SPLITS}
     for c in cases:
-        out[side[str(c.get("group", c["case_id"]))]].append(c)
+        name = side[str(c.get("group", c["case_id"]))]
+        if name in out:
+            out[name].append(c)
     return out
 
 
