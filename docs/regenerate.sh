@@ -3,7 +3,7 @@
 # 2-core CPU machine it takes about 20 hours (sections below give their share). Every step resumes or skips what is
 # done (studies and cross-validations skip finished runs and folds), so the script can be stopped and started again.
 #
-#   bash docs/regenerate.sh [SECTION ...]     sections: results cv studies recipes performance gallery (default: all)
+#   bash docs/regenerate.sh [SECTION ...]     sections: results cv curves studies recipes performance gallery (default: all)
 #
 # Threads: the figures were made with torch's default of one thread per core on 2-core VMs (OMP_NUM_THREADS=2),
 # except where a doc says one thread; the float summation order, and so the last digits of a score, depend on it.
@@ -15,7 +15,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 PH2=../shared/data/ph2/PH2Dataset
 LGG=../shared/data/lgg/kaggle_3m
 DSB=../shared/data/dsb2018/stage1_train
-sections=${*:-results cv studies recipes performance gallery}
+sections=${*:-results cv curves studies recipes performance gallery}
 
 train_and_test() {  # bundle, dataset, run folder: README's single training and its test-split evaluation
     [ -f "$3/metrics.json" ] && grep -q '"completed": true' "$3/metrics.json" || \
@@ -46,6 +46,11 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --output_dir runs/cv/lgg-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1 --out docs/accuracy.md
+        ;;
+    curves)  # docs/learning_curve.md and its figures (about 2 h; needs cv: the full points are its folders)
+        python -m pipeline.bench.learning_curve --config_file bundles/dsb2018.json --dataset_dir "$DSB" --full runs/cv/dsb2018-unet-5fold --fractions 0.25 0.5 --target 0.86 --out docs/learning_curve.md
+        python -m pipeline.bench.learning_curve --config_file bundles/ph2.json --dataset_dir "$PH2" --full runs/cv/ph2-unet-5fold --fractions 0.5 --target 0.88 --out docs/learning_curve.md
+        python -m pipeline.bench.learning_curve --config_file bundles/lgg.json --dataset_dir "$LGG" --full runs/cv/lgg-unet-5fold --fractions 1 --target 0.78 --out docs/learning_curve.md  # epochs only: a point costs 1.5 h
         ;;
     studies)  # docs/studies/*.md and the README paragraphs that quote them (about 9 h)
         python -m pipeline.bench.study configs/studies/ph2.yaml
@@ -85,6 +90,6 @@ for section in $sections; do
         python -m pipeline.gallery runs/gallery/ph2/eval-test/gallery/index.html --screenshot runs/gallery/ph2.png
         python -c "from PIL import Image; Image.open('runs/gallery/ph2.png').convert('RGB').save('docs/gallery.jpg', quality=85, optimize=True)"
         ;;
-    *) echo "unknown section $section (results cv studies recipes performance gallery)" >&2; exit 2 ;;
+    *) echo "unknown section $section (results cv curves studies recipes performance gallery)" >&2; exit 2 ;;
     esac
 done

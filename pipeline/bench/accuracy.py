@@ -173,14 +173,15 @@ SECTION_ORDER = ("ph2", "lgg", "dsb2018")
 TITLE = "# Accuracy: out-of-fold, against a plain PyTorch loop on the same folds\n"
 
 
-def merged(existing: str, section: str) -> str:
-    """docs/accuracy.md with ``section`` (one bundle's ``## <bundle>: ...``) added or replaced, bundles in order."""
+def merged(existing: str, section: str, title: str = TITLE) -> str:
+    """A report (docs/accuracy.md) with ``section`` (one bundle's ``## <bundle>: ...``) added or replaced, bundles in
+    order."""
     parts = {}
     for chunk in existing.split("\n## ")[1:]:
         parts[chunk.split(":", 1)[0].strip()] = "## " + chunk.rstrip() + "\n"
     parts[section[3:].split(":", 1)[0].strip()] = section.rstrip() + "\n"
     order = sorted(parts, key=lambda b: (SECTION_ORDER.index(b) if b in SECTION_ORDER else len(SECTION_ORDER), b))
-    return TITLE + "\n" + "\n".join(parts[b] for b in order)
+    return title + "\n" + "\n".join(parts[b] for b in order)
 
 
 def cv_commands(res: dict) -> list[str]:
