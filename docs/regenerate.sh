@@ -42,7 +42,8 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold runs/cv/dsb2018-unet-5fold-seed1 --out docs/accuracy.md
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --output_dir runs/cv/dsb2018-unet-5fold-invert
-        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-invert --against runs/cv/dsb2018-unet-5fold
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-invert-seed1
+        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1 --against runs/cv/dsb2018-unet-5fold runs/cv/dsb2018-unet-5fold-seed1
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --output_dir runs/cv/lgg-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1 --out docs/accuracy.md

@@ -275,3 +275,42 @@ def test_the_folder_writes_its_folds_disagreement_without_changing_the_masks(cro
         assert sd.shape == np.asarray(Image.open(m)).shape and sd.max() <= 0.5
         spread.append(sd.max())
     assert max(spread) > 0  # two fold models (and flips, where chosen) never agree everywhere
+
+
+def _fake_cv(folder: Path, per_unit: dict, metric="iou") -> Path:
+    folder.mkdir(parents=True)
+    (folder / "crossval.json").write_text(json.dumps(
+        {"oof_score": {"metric": metric, "unit": "image", "per_unit": per_unit,
+                       "mean": float(np.mean(list(per_unit.values())))}}))
+    return folder
+
+
+def test_comparing_two_variants_averages_each_arms_seeds_per_case_before_the_paired_bootstrap(tmp_path):
+    from pipeline.bench import accuracy
+
+    cases = [f"c{i}" for i in range(30)]
+    base = [_fake_cv(tmp_path / f"base{s}", {c: 0.70 + 0.01 * s for c in cases}) for s in (0, 1)]
+    # seed 0 of the variant gains 0.02 on every case, seed 1 loses 0.01: averaged, +0.005 on every case
+    var = [_fake_cv(tmp_path / "var0", {c: 0.72 for c in cases}), _fake_cv(tmp_path / "var1", {c: 0.70 for c in cases})]
+    res = accuracy.compare(var, base)
+    assert res["per_run"] == pytest.approx([0.02, -0.01]) and res["runs"] == 2
+    assert res["difference"]["mean"] == pytest.approx(0.005) and res["difference"]["better"] == 30
+    assert res["difference"]["ci"][0] == pytest.approx(0.005) and "excludes 0" in accuracy.comparison_line(res)
+    one = accuracy.compare(var[:1], base[1:])  # one run per arm never ranks, whatever its CI
+    assert one["difference"]["mean"] == pytest.approx(0.01) and "ranks nothing" in accuracy.comparison_line(one)
+    noisy = _fake_cv(tmp_path / "noisy", {c: 0.70 + (0.05 if i % 2 else -0.05) for i, c in enumerate(cases)})
+    assert "no difference shown" in accuracy.comparison_line(accuracy.compare([noisy], base[:1]))
+
+
+def test_comparing_refuses_unfinished_or_mismatched_cross_validations(tmp_path):
+    from pipeline.bench import accuracy
+
+    a = _fake_cv(tmp_path / "a", {"c0": 0.5, "c1": 0.6})
+    with pytest.raises(SystemExit, match="one per seed"):
+        accuracy.compare([a, a], [a])
+    with pytest.raises(SystemExit, match="other.*not the same data and folds"):
+        accuracy.compare([a], [_fake_cv(tmp_path / "other", {"c0": 0.5, "c9": 0.6})])
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "crossval.json").write_text("{}")
+    with pytest.raises(SystemExit, match="unfinished: not a finished cross-validation"):
+        accuracy.compare([a], [tmp_path / "unfinished"])

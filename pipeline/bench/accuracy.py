@@ -168,6 +168,49 @@ def _report_one(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
                                                             "torch_threads": torch.get_num_threads()}}
 
 
+def compare(cvs, against) -> dict:
+    """Out-of-fold ``cvs`` minus ``against``: finished cross-validations of two variants on the same folds, one run
+    per seed in each arm, given in the same order. Per unit each arm's runs are averaged, then the paired bootstrap;
+    the per-run differences show whether the seeds agree."""
+    cvs, against = [Path(c) for c in cvs], [Path(c) for c in against]
+    if len(cvs) != len(against):
+        raise SystemExit(f"error: --cv has {len(cvs)} folders and --against {len(against)}: give one per seed in each")
+    scores = []
+    for cv in cvs + against:
+        doc = json.loads((cv / "crossval.json").read_text()) if (cv / "crossval.json").is_file() else {}
+        if "oof_score" not in doc:
+            raise SystemExit(f"error: {cv}: not a finished cross-validation (no out-of-fold score in crossval.json)")
+        scores.append(doc["oof_score"])
+    ours, theirs = scores[:len(cvs)], scores[len(cvs):]
+    units = set(ours[0]["per_unit"])
+    for cv, s in zip(cvs + against, scores):
+        if set(s["per_unit"]) != units or s["metric"] != ours[0]["metric"]:
+            raise SystemExit(f"error: {cv} does not score the same {ours[0]['unit']}s by {ours[0]['metric']} as "
+                             f"{cvs[0]}: not the same data and folds")
+
+    def mean_over_runs(arm):
+        return {u: float(np.mean([s["per_unit"][u] for s in arm])) for u in sorted(units)}
+
+    a, b = mean_over_runs(ours), mean_over_runs(theirs)
+    return {"cv": [str(c) for c in cvs], "against": [str(c) for c in against], "metric": ours[0]["metric"],
+            "unit": ours[0]["unit"], "runs": len(cvs), "mean": float(np.mean(list(a.values()))),
+            "against_mean": float(np.mean(list(b.values()))),
+            "per_run": [paired_difference(x["per_unit"], y["per_unit"])["mean"] for x, y in zip(ours, theirs)],
+            "difference": {k: v for k, v in paired_difference(a, b).items() if k != "units"}}
+
+
+def comparison_line(c: dict) -> str:
+    d = c["difference"]
+    runs = "one run per arm" if c["runs"] == 1 else (
+        f"{c['runs']} runs per arm averaged per {c['unit']}; per run " + ", ".join(f"{x:+.4f}" for x in c["per_run"]))
+    shown = d["ci"][0] > 0 or d["ci"][1] < 0
+    verdict = ("the paired CI excludes 0" if shown else "no difference shown") + (
+        "" if c["runs"] > 1 else " (one run per arm ranks nothing: add seeds)")
+    return (f"{' '.join(c['cv'])} minus {' '.join(c['against'])}: out-of-fold {c['metric']} {c['mean']:.3f} - "
+            f"{c['against_mean']:.3f} = {d['mean']:+.4f} over {d['n']} {c['unit']}s, paired 95% CI "
+            f"{d['ci'][0]:+.4f}..{d['ci'][1]:+.4f}, better on {d['better']}; {runs}; {verdict}")
+
+
 METRIC_NAMES = {"iou": "IoU", "volume_dice": "volume Dice"}
 SECTION_ORDER = ("ph2", "lgg", "dsb2018")
 TITLE = "# Accuracy: out-of-fold, against a plain PyTorch loop on the same folds\n"
@@ -265,17 +308,13 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=None, help="plain loop learning rate (default 1e-3)")
     ap.add_argument("--out", type=Path, default=None,
                     help="add (or replace) this bundle's section of this markdown file (default: print)")
-    ap.add_argument("--against", type=Path, default=None,
-                    help="another finished cross-validation on the same folds: print the paired difference of the "
-                         "two out-of-fold scores (this one minus that one) instead of training the plain loop")
+    ap.add_argument("--against", type=Path, default=None, nargs="+",
+                    help="other finished cross-validations on the same folds, one per --cv folder (the same seeds, "
+                         "in the same order): print the paired difference of the out-of-fold scores (--cv minus "
+                         "--against, each arm's runs averaged per unit) instead of training the plain loop")
     args = ap.parse_args(argv)
     if args.against:
-        args.cv = args.cv[0]
-        ours, theirs = (json.loads((cv / "crossval.json").read_text())["oof_score"] for cv in (args.cv, args.against))
-        d = paired_difference(ours["per_unit"], theirs["per_unit"])
-        print(f"{args.cv} minus {args.against}: out-of-fold {ours['metric']} {ours['mean']:.3f} - {theirs['mean']:.3f}"
-              f" = {d['mean']:+.4f} over {d['n']} {ours['unit']}s, paired 95% CI {d['ci'][0]:+.4f}..{d['ci'][1]:+.4f}"
-              f", better on {d['better']}")
+        print(comparison_line(compare(args.cv, args.against)))
         return
     res = report(args.cv, args.epochs, size=args.size, lr=args.lr)
     (args.cv[0] / "accuracy.json").write_text(json.dumps(res, indent=1))
