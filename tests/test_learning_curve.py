@@ -64,3 +64,25 @@ def test_points_scale_epochs_to_equal_steps_and_unfinished_points_are_refused(tm
     (tmp_path / "z" / "crossval.json").write_text(json.dumps({"folds": 2}))
     with pytest.raises(SystemExit, match="not finished"):
         lc.read_point(tmp_path / "z")
+
+
+def test_bundle_overrides_reach_every_point_and_a_point_made_otherwise_is_refused(tmp_path):
+    over = lc.bench_overrides(["--invert_bright_background", "false", "--roi_size", "[384,384]"])
+    assert over == {"invert_bright_background": False, "roi_size": [384, 384]}
+    cmd = lc.cv_command("bundles/dsb2018.json", "data", 0.5, 100, 5, tmp_path / "x", overrides=over)
+    assert cmd[cmd.index("--invert_bright_background") + 1] == "False" and cmd[-2:] == ["--output_dir",
+                                                                                     str(tmp_path / "x")]
+    with pytest.raises(SystemExit, match="set per point by the bench"):
+        lc.bench_overrides(["--epochs", "300"])
+    with pytest.raises(SystemExit, match="--id value pairs"):
+        lc.bench_overrides(["--invert_bright_background"])
+    units = {f"c{i}": 0.7 for i in range(4)}
+    pts = [lc.read_point(fake_cv(tmp_path / str(f), f, n, units)) for f, n in ((0.5, 10), (1.0, 20))]
+    lc.check_same_settings(pts, {})  # only the settings the bench sets per point differ
+    with pytest.raises(SystemExit, match="must share them"):
+        lc.check_same_settings(pts, over)
+    main_cli = ["--config_file", "bundles/dsb2018.json", "--dataset_dir", "d", "--full", str(tmp_path / "1.0"),
+                "--root", str(tmp_path), "--fractions", "0.5", "--invert_bright_background", "true"]
+    (tmp_path / "dsb2018-train0.5").symlink_to(tmp_path / "0.5")  # both points exist: nothing is trained
+    with pytest.raises(SystemExit, match=r"train0\.5 was made with overrides \{\}, not"):
+        lc.main(main_cli)

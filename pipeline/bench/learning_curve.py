@@ -17,7 +17,9 @@ and the paired difference to the point before it; the gain per doubling of train
 the mean on log2 cases) and, for ``--target``, the training cases that line reaches it at (a guide from few points,
 not a promise: learning curves flatten); and the epoch curve of the full point, the folds' mean validation score at
 each validation (each fold's validation side, not out-of-fold), which says whether more epochs would still help.
-A figure of both goes next to the report (``learning_curve_<bundle>.png``).
+A figure of both goes next to the report (``learning_curve_<bundle>.png``). ``--id value`` pairs after the bench's
+options are bundle overrides for every point (``--invert_bright_background false``); every point, ``--full`` too,
+must have been made with exactly those.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import torch
 
 from pipeline.bench.accuracy import merged
 from pipeline.bench.stats import paired_difference
+from pipeline.crossval import cli_args
+from pipeline.export_onnx import _value
 
 TITLE = "# Learning curves: out-of-fold score against training cases and epochs\n"
 FRACTIONS = (0.25, 0.5)
@@ -46,14 +50,41 @@ def point_dir(root: Path, bundle: str, fraction: float) -> Path:
 
 
 def cv_command(config_file: str, dataset_dir: str, fraction: float, epochs: int, val_interval: int, out: Path,
-               folds: int = 5) -> list[str]:
-    """The cross-validation of one point: ``epochs`` / ``val_interval`` are the full point's, divided by ``fraction``."""
+               folds: int = 5, overrides: dict | None = None) -> list[str]:
+    """The cross-validation of one point: ``epochs`` / ``val_interval`` are the full point's, divided by ``fraction``;
+    ``overrides`` (bundle settings) go to every point alike."""
     cmd = [sys.executable, "-m", "monai.bundle", "run", "cross_validation", "--config_file", config_file, "--folds",
-           str(folds), "--dataset_dir", dataset_dir]
+           str(folds), "--dataset_dir", dataset_dir, *cli_args(overrides or {})]
     if fraction < 1:
         cmd += ["--train_fraction", f"{fraction:g}", "--epochs", str(round(epochs / fraction)), "--val_interval",
                 str(max(1, round(val_interval / fraction)))]
     return cmd + ["--output_dir", str(out)]
+
+
+# what the bench sets per point itself; any other override is the user's and must be the same at every point
+PER_POINT = {"dataset_dir", "train_fraction", "epochs", "val_interval", "output_dir", "folds"}
+
+
+def bench_overrides(rest: list[str]) -> dict:
+    """``--id value`` pairs after the bench's own options: bundle settings for every point (parsed as the bundle
+    run parses them)."""
+    if len(rest) % 2 or any(not k.startswith("--") for k in rest[::2]):
+        raise SystemExit(f"error: bundle overrides must be --id value pairs, got {' '.join(rest)}")
+    overrides = {k[2:]: _value(v) for k, v in zip(rest[::2], rest[1::2])}
+    if PER_POINT & set(overrides):
+        raise SystemExit(f"error: {sorted(PER_POINT & set(overrides))} are set per point by the bench; "
+                         "use --dataset_dir, --folds, --fractions")
+    return overrides
+
+
+def check_same_settings(points: list[dict], overrides: dict) -> None:
+    """Every point must be the bundle with these overrides and no others (a --full folder made with other settings
+    would compare two recipes, not two amounts of data)."""
+    for p in points:
+        theirs = {k: v for k, v in p["overrides"].items() if k not in PER_POINT}
+        if theirs != overrides:
+            raise SystemExit(f"error: {p['cv']} was made with overrides {theirs}, not {overrides}: every point of a "
+                             "learning curve must share them (pass the same --id value pairs to the bench)")
 
 
 def read_point(cv: Path) -> dict:
@@ -216,13 +247,14 @@ def main(argv=None) -> None:
     ap.add_argument("--root", type=Path, default=Path("runs/cv/learning_curve"))
     ap.add_argument("--target", type=float, default=None, help="the score to extrapolate the line to")
     ap.add_argument("--out", type=Path, default=None, help="add (or replace) this bundle's section of this file")
-    args = ap.parse_args(argv)
+    args, rest = ap.parse_known_args(argv)
+    overrides = bench_overrides(rest)
     stated = file_values(args.config_file)
     bundle, epochs, val_interval = stated["bundle_name"], int(stated["epochs"]), int(stated["val_interval"])
     commands, points = [], []
     for f in sorted({*args.fractions, 1.0}):
         out = args.full if f == 1 and args.full else point_dir(args.root, bundle, f)
-        cmd = cv_command(args.config_file, args.dataset_dir, f, epochs, val_interval, out, args.folds)
+        cmd = cv_command(args.config_file, args.dataset_dir, f, epochs, val_interval, out, args.folds, overrides)
         commands.append(" ".join(["python", *cmd[1:]]))
         done = (out / "crossval.json").is_file() and "oof_score" in json.loads((out / "crossval.json").read_text())
         if not done:
@@ -230,6 +262,7 @@ def main(argv=None) -> None:
             if subprocess.run(cmd).returncode != 0:
                 raise SystemExit(f"error: the cross-validation at train_fraction {f:g} failed; rerun to resume")
         points.append(read_point(out))
+    check_same_settings(points, overrides)
     dirs = {p["overrides"].get("dataset_dir") for p in points}
     if len(dirs) > 1:
         raise SystemExit(f"error: the points read different data {sorted(map(str, dirs))}")
