@@ -17,9 +17,9 @@ LGG=../shared/data/lgg/kaggle_3m
 DSB=../shared/data/dsb2018/stage1_train
 sections=${*:-results cv curves studies recipes performance gallery}
 
-train_and_test() {  # bundle, dataset, run folder: README's single training and its test-split evaluation
+train_and_test() {  # bundle, dataset, run folder[, training overrides]: README's single training and its test-split evaluation
     [ -f "$3/metrics.json" ] && grep -q '"completed": true' "$3/metrics.json" || \
-        python -m monai.bundle run training --config_file "bundles/$1.json" --dataset_dir "$2" --output_dir "$3"
+        python -m monai.bundle run training --config_file "bundles/$1.json" --dataset_dir "$2" "${@:4}" --output_dir "$3"
     python -m monai.bundle run evaluate --config_file "bundles/$1.json" --dataset_dir "$2" \
         --ckpt "$3/models/best.pt" --output_dir "$3/eval-test"
 }
@@ -29,7 +29,7 @@ for section in $sections; do
     case $section in
     results)  # README, Results (about 1 h)
         train_and_test ph2 "$PH2" runs/final/ph2
-        train_and_test dsb2018 "$DSB" runs/final/dsb2018
+        train_and_test dsb2018 "$DSB" runs/final/dsb2018 --invert_bright_background False  # published with bundle 0.10
         OMP_NUM_THREADS=1 train_and_test lgg "$LGG" runs/final/lgg  # published with one thread
         ;;
     cv)  # docs/accuracy.md and README's cross-validation paragraphs (about 6 h)
@@ -38,8 +38,8 @@ for section in $sections; do
         python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold runs/cv/ph2-unet-5fold-seed1 --out docs/accuracy.md
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 3 --dataset_dir "$PH2" --output_dir runs/cv/ph2-unet-3fold
         python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold --against runs/cv/ph2-unet-3fold
-        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --output_dir runs/cv/dsb2018-unet-5fold
-        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-seed1
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background False --output_dir runs/cv/dsb2018-unet-5fold
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --seed 1 --invert_bright_background False --output_dir runs/cv/dsb2018-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold runs/cv/dsb2018-unet-5fold-seed1 --out docs/accuracy.md
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --output_dir runs/cv/dsb2018-unet-5fold-invert
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-invert-seed1
@@ -49,7 +49,7 @@ for section in $sections; do
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1 --out docs/accuracy.md
         ;;
     curves)  # docs/learning_curve.md and its figures (about 2 h; needs cv: the full points are its folders)
-        python -m pipeline.bench.learning_curve --config_file bundles/dsb2018.json --dataset_dir "$DSB" --full runs/cv/dsb2018-unet-5fold --fractions 0.25 0.5 --target 0.86 --out docs/learning_curve.md
+        python -m pipeline.bench.learning_curve --config_file bundles/dsb2018.json --dataset_dir "$DSB" --full runs/cv/dsb2018-unet-5fold --fractions 0.25 0.5 --target 0.86 --out docs/learning_curve.md --invert_bright_background False
         python -m pipeline.bench.learning_curve --config_file bundles/ph2.json --dataset_dir "$PH2" --full runs/cv/ph2-unet-5fold --fractions 0.5 --target 0.88 --out docs/learning_curve.md
         python -m pipeline.bench.learning_curve --config_file bundles/lgg.json --dataset_dir "$LGG" --full runs/cv/lgg-unet-5fold --fractions 1 --target 0.78 --out docs/learning_curve.md  # epochs only: a point costs 1.5 h
         ;;
