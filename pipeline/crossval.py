@@ -43,6 +43,9 @@ DEFAULT_FOLDS = 5
 # what a fold run must not inherit from the cross-validation command (the driver sets or controls them)
 NOT_FORWARDED = ("folds", "fold", "ckpt", "split", "input_dir", "resume", "override_recorded", "save_probabilities",
                  "output_dir")
+# recorded settings that change neither what a fold learns nor how it is scored
+NOT_COMPARED = (*NOT_FORWARDED, "bundle_file", "bundle_name", "default_dataset_dir", "synthetic_dir", "cache",
+                "cache_dir", "cache_workers", "retain_freed_memory", "gallery_cases")
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_SIZES = (0, 16, 64, 256, 1024)
 # the settings cross-validation chooses and ensemble inference applies
@@ -152,10 +155,8 @@ def run(bundle_file: str, settings: dict, output_dir: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     overrides = {k: v for k, v in _overrides(settings, bundle_file).items() if k not in NOT_FORWARDED}
     doc = read(out) if (out / CV_FILE).is_file() else {}
-    if doc and (doc.get("folds") != folds or doc.get("overrides") != _jsonable(overrides)):
-        raise SystemExit(f"error: {out} holds a cross-validation with folds={doc.get('folds')} and overrides "
-                         f"{doc.get('overrides')}; this command asks for folds={folds} and {_jsonable(overrides)}. "
-                         "Give another --output_dir, or the same settings to continue it")
+    if doc:
+        check_resumable(out, doc, folds, overrides, settings)
     doc = {"bundle_file": bundle_file, "folds": folds, "overrides": _jsonable(overrides), "fold_runs": {}}
     _write(out, doc)
     for k in range(folds):
@@ -176,6 +177,35 @@ def run(bundle_file: str, settings: dict, output_dir: str) -> dict:
     logger.info("ensemble inference: python -m monai.bundle run inference --config_file %s --ckpt %s --input_dir "
                 "<images>", bundle_file, out)
     return doc
+
+
+def settings_differ(recorded: dict, settings: dict, ignore=()) -> list[str]:
+    """The settings both hold whose values differ, leaving out :data:`NOT_COMPARED` and ``ignore``."""
+    from .runs import _same
+
+    return sorted(k for k in settings.keys() & recorded.keys()
+                  if k not in NOT_COMPARED and k not in ignore and not _same(settings[k], recorded[k]))
+
+
+def check_resumable(out: Path, doc: dict, folds: int, overrides: dict, settings: dict) -> None:
+    """A folder is continued only with the settings its folds were trained with, compared as values with fold 0's
+    record where there is one: a default changed in the bundle file since is refused unless the command pins the
+    old value, and pinning it continues the folder (its overrides are then restated against today's file)."""
+    record = out / "fold_0" / "config.json"
+    if doc.get("folds") != folds:
+        detail = f"folds={doc.get('folds')}; this command asks for folds={folds}"
+    elif record.is_file():
+        hyper = json.loads(record.read_text()).get("hyperparameters", {})
+        differ = settings_differ(hyper, settings)
+        if not differ:
+            return
+        detail = "settings " + ", ".join(f"{k}={hyper[k]!r} (this command: {settings[k]!r})" for k in differ)
+    elif doc.get("overrides") == _jsonable(overrides):
+        return
+    else:
+        detail = f"overrides {doc.get('overrides')}; this command asks for {_jsonable(overrides)}"
+    raise SystemExit(f"error: {out} holds a cross-validation with {detail}. Give another --output_dir, or the same "
+                     "settings to continue it")
 
 
 def _as_bool(v) -> bool:

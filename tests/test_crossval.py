@@ -155,6 +155,26 @@ def test_other_settings_for_an_existing_folder_are_an_error(cross_validated):
     assert proc.returncode != 0 and "Give another --output_dir" in (proc.stdout + proc.stderr).splitlines()[-1]
 
 
+def test_a_folder_continues_with_the_values_it_was_trained_with_however_they_are_stated(tmp_path):
+    """Compared as values with fold 0's record: a bundle default changed since the folder was made is refused, and
+    pinning the old value on the command line continues it; settings that change nothing learnt are not compared."""
+    (tmp_path / "fold_0").mkdir()
+    recorded = {"invert_bright_background": False, "epochs": 100, "fold": 0, "output_dir": "x", "cache": "memory"}
+    (tmp_path / "fold_0" / "config.json").write_text(json.dumps({"hyperparameters": recorded}))
+    doc = {"folds": 5, "overrides": {}}
+    today = {"invert_bright_background": True, "epochs": 100, "fold": None, "output_dir": "y", "cache": "disk"}
+    with pytest.raises(SystemExit, match=r"invert_bright_background=False \(this command: True\)\. Give another"):
+        crossval.check_resumable(tmp_path, doc, 5, {}, today)
+    crossval.check_resumable(tmp_path, doc, 5, {"invert_bright_background": False},
+                             {**today, "invert_bright_background": False})
+    with pytest.raises(SystemExit, match="folds=5; this command asks for folds=3"):
+        crossval.check_resumable(tmp_path, doc, 3, {}, {**today, "invert_bright_background": False})
+    (tmp_path / "fold_0" / "config.json").unlink()  # no fold has started: only the overrides can be compared
+    crossval.check_resumable(tmp_path, doc, 5, {}, today)
+    with pytest.raises(SystemExit, match=r"overrides \{\}; this command asks for \{'epochs': 3\}"):
+        crossval.check_resumable(tmp_path, doc, 5, {"epochs": 3}, today)
+
+
 def test_the_folder_evaluates_as_an_ensemble_with_its_chosen_settings(cross_validated, tmp_path):
     cv = cross_validated["cv"]
     chosen = json.loads((cv / "crossval.json").read_text())["chosen"]

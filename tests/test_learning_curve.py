@@ -5,9 +5,10 @@ import math
 import pytest
 
 from pipeline.bench import learning_curve as lc
+from pipeline.bundles import file_values
 
 
-def fake_cv(path, fraction, train_cases, per_unit, epochs=100, val=(0.5, 0.7, 0.8, 0.8)):
+def fake_cv(path, fraction, train_cases, per_unit, epochs=100, val=(0.5, 0.7, 0.8, 0.8), invert=True):
     path.mkdir(parents=True)
     scores = list(per_unit.values())
     doc = {"folds": 2, "overrides": {"dataset_dir": "d", "train_fraction": fraction}, "chosen": {},
@@ -17,7 +18,8 @@ def fake_cv(path, fraction, train_cases, per_unit, epochs=100, val=(0.5, 0.7, 0.
     for k in range(2):
         fold = path / f"fold_{k}"
         fold.mkdir()
-        hp = {"train_fraction": fraction, "epochs": epochs, "key_metric": "val_iou"}
+        hp = {"train_fraction": fraction, "epochs": epochs, "key_metric": "val_iou", "dataset_dir": "d",
+              "invert_bright_background": invert, "roi_size": [256, 256]}
         (fold / "config.json").write_text(json.dumps({"hyperparameters": hp}))
         groups = [f"p{i}" for i in range(train_cases)]  # one patient of 3 slices per training unit
         (fold / "splits.json").write_text(json.dumps({"train": [f"{g}_{s}" for g in groups for s in range(3)],
@@ -78,11 +80,24 @@ def test_bundle_overrides_reach_every_point_and_a_point_made_otherwise_is_refuse
         lc.bench_overrides(["--invert_bright_background"])
     units = {f"c{i}": 0.7 for i in range(4)}
     pts = [lc.read_point(fake_cv(tmp_path / str(f), f, n, units)) for f, n in ((0.5, 10), (1.0, 20))]
-    lc.check_same_settings(pts, {})  # only the settings the bench sets per point differ
-    with pytest.raises(SystemExit, match="must share them"):
-        lc.check_same_settings(pts, over)
+    stated = file_values("bundles/dsb2018.json")  # its default inverts bright backgrounds, as the points did
+    lc.check_same_settings(pts, stated)  # only the settings the bench sets per point differ
+    with pytest.raises(SystemExit, match=r"invert_bright_background=True \(the bench asks for False\)"):
+        lc.check_same_settings(pts, {**stated, **over})
+    with pytest.raises(SystemExit, match=r"roi_size=\[256, 256\] \(the bench asks for \[384, 384\]\)"):
+        lc.check_same_settings(pts, {**stated, "roi_size": [384, 384]})
     main_cli = ["--config_file", "bundles/dsb2018.json", "--dataset_dir", "d", "--full", str(tmp_path / "1.0"),
-                "--root", str(tmp_path), "--fractions", "0.5", "--invert_bright_background", "true"]
+                "--root", str(tmp_path), "--fractions", "0.5"]
     (tmp_path / "dsb2018-train0.5").symlink_to(tmp_path / "0.5")  # both points exist: nothing is trained
-    with pytest.raises(SystemExit, match=r"train0\.5 was made with overrides \{\}, not"):
-        lc.main(main_cli)
+    with pytest.raises(SystemExit, match=r"train0\.5 was made with invert_bright_background=True"):
+        lc.main(main_cli + ["--invert_bright_background", "false"])
+    lc.main(main_cli + ["--invert_bright_background", "true"])  # restating a default is the same recipe
+
+
+def test_a_point_made_before_a_default_changed_matches_when_the_old_value_is_pinned(tmp_path):
+    units = {f"c{i}": 0.7 for i in range(4)}
+    old = [lc.read_point(fake_cv(tmp_path / str(f), f, n, units, invert=False)) for f, n in ((0.5, 10), (1.0, 20))]
+    stated = file_values("bundles/dsb2018.json")
+    with pytest.raises(SystemExit, match="invert_bright_background=False"):
+        lc.check_same_settings(old, stated)
+    lc.check_same_settings(old, {**stated, "invert_bright_background": False})

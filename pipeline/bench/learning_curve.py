@@ -77,14 +77,20 @@ def bench_overrides(rest: list[str]) -> dict:
     return overrides
 
 
-def check_same_settings(points: list[dict], overrides: dict) -> None:
-    """Every point must be the bundle with these overrides and no others (a --full folder made with other settings
-    would compare two recipes, not two amounts of data)."""
+def check_same_settings(points: list[dict], settings: dict) -> None:
+    """Every point must have been trained with ``settings`` (the bundle file's values with the bench's overrides),
+    compared as values with each point's fold 0 record, but for what the bench sets per point: a --full folder
+    made with other settings would compare two recipes, not two amounts of data. A folder made before a bundle
+    default changed matches when the bench pins the old value."""
+    from pipeline.crossval import settings_differ
+
     for p in points:
-        theirs = {k: v for k, v in p["overrides"].items() if k not in PER_POINT}
-        if theirs != overrides:
-            raise SystemExit(f"error: {p['cv']} was made with overrides {theirs}, not {overrides}: every point of a "
-                             "learning curve must share them (pass the same --id value pairs to the bench)")
+        hp = p["hyperparameters"]
+        differ = settings_differ(hp, settings, ignore=PER_POINT)
+        if differ:
+            raise SystemExit(f"error: {p['cv']} was made with " + ", ".join(
+                f"{k}={hp[k]!r} (the bench asks for {settings[k]!r})" for k in differ) + ": every point of a "
+                "learning curve must share the bundle's settings (pass --id value pairs to the bench to pin them)")
 
 
 def read_point(cv: Path) -> dict:
@@ -97,7 +103,7 @@ def read_point(cv: Path) -> dict:
     configs = [json.loads((f / "config.json").read_text()) for f in folds]
     metrics = [json.loads((f / "metrics.json").read_text()) for f in folds]
     hp = configs[0]["hyperparameters"]
-    return {"cv": str(cv), "overrides": doc["overrides"], "chosen": doc["chosen"], "score": doc["oof_score"],
+    return {"cv": str(cv), "overrides": doc["overrides"], "hyperparameters": hp, "chosen": doc["chosen"], "score": doc["oof_score"],
             "fraction": float(hp.get("train_fraction", 1.0)), "epochs": int(hp["epochs"]),
             "train_cases": [len(json.loads((f / "splits.json").read_text())["groups"]["train"]) for f in folds],
             "train_minutes": sum(m["train_seconds"] for m in metrics) / 60,
@@ -262,7 +268,7 @@ def main(argv=None) -> None:
             if subprocess.run(cmd).returncode != 0:
                 raise SystemExit(f"error: the cross-validation at train_fraction {f:g} failed; rerun to resume")
         points.append(read_point(out))
-    check_same_settings(points, overrides)
+    check_same_settings(points, {**stated, **overrides})
     dirs = {p["overrides"].get("dataset_dir") for p in points}
     if len(dirs) > 1:
         raise SystemExit(f"error: the points read different data {sorted(map(str, dirs))}")
