@@ -40,10 +40,12 @@ for section in $sections; do
         python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold --against runs/cv/ph2-unet-3fold
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background False --output_dir runs/cv/dsb2018-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --seed 1 --invert_bright_background False --output_dir runs/cv/dsb2018-unet-5fold-seed1
-        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold runs/cv/dsb2018-unet-5fold-seed1 --out docs/accuracy.md
+        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold runs/cv/dsb2018-unet-5fold-seed1  # bundle 0.10 (README, DSB2018)
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --output_dir runs/cv/dsb2018-unet-5fold-invert
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-invert-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1 --against runs/cv/dsb2018-unet-5fold runs/cv/dsb2018-unet-5fold-seed1
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --seed 2 --output_dir runs/cv/dsb2018-unet-5fold-invert-seed2
+        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1 runs/cv/dsb2018-unet-5fold-invert-seed2 --out docs/accuracy.md
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --output_dir runs/cv/lgg-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1 --out docs/accuracy.md
@@ -51,7 +53,7 @@ for section in $sections; do
     curves)  # docs/learning_curve.md and its figures (about 2 h; needs cv: the full points are its folders)
         python -m pipeline.bench.learning_curve --config_file bundles/dsb2018.json --dataset_dir "$DSB" --full runs/cv/dsb2018-unet-5fold --fractions 0.25 0.5 --target 0.86 --out docs/learning_curve.md --invert_bright_background False
         python -m pipeline.bench.learning_curve --config_file bundles/ph2.json --dataset_dir "$PH2" --full runs/cv/ph2-unet-5fold --fractions 0.5 --target 0.88 --out docs/learning_curve.md
-        python -m pipeline.bench.learning_curve --config_file bundles/lgg.json --dataset_dir "$LGG" --full runs/cv/lgg-unet-5fold --fractions 1 --target 0.78 --out docs/learning_curve.md  # epochs only: a point costs 1.5 h
+        python -m pipeline.bench.learning_curve --config_file bundles/lgg.json --dataset_dir "$LGG" --full runs/cv/lgg-unet-5fold --fractions 0.5 --target 0.78 --out docs/learning_curve.md
         ;;
     studies)  # docs/studies/*.md and the README paragraphs that quote them (about 9 h)
         python -m pipeline.bench.study configs/studies/ph2.yaml
