@@ -103,7 +103,8 @@ def read_point(cv: Path) -> dict:
     configs = [json.loads((f / "config.json").read_text()) for f in folds]
     metrics = [json.loads((f / "metrics.json").read_text()) for f in folds]
     hp = configs[0]["hyperparameters"]
-    return {"cv": str(cv), "overrides": doc["overrides"], "hyperparameters": hp, "chosen": doc["chosen"], "score": doc["oof_score"],
+    return {"cv": str(cv), "overrides": doc["overrides"], "hyperparameters": hp, "chosen": doc["chosen"],
+            "score": doc["oof_score"],
             "fraction": float(hp.get("train_fraction", 1.0)), "epochs": int(hp["epochs"]),
             "train_cases": [len(json.loads((f / "splits.json").read_text())["groups"]["train"]) for f in folds],
             "train_minutes": sum(m["train_seconds"] for m in metrics) / 60,
