@@ -5,8 +5,9 @@ the tests turn red. Not a test itself (each mutation costs a known-answer traini
     python -m pipeline.bench.mutations --only flipped_labels --tests tests/test_known_answer.py tests/test_metrics.py
 
 Each mutation replaces every occurrence of one exact text in one file of the working tree (copied with
-``git ls-files``, so uncommitted edits are checked too). A mutation whose text is no longer in its file is reported as stale, not as
-caught: ``tests/test_mutations.py`` keeps that from happening silently. Exit status 1 when any mutation survives.
+``git ls-files``, so uncommitted edits are checked too). A mutation whose text is no longer in its file is reported
+as stale, not as caught: ``tests/test_mutations.py`` keeps that from happening silently. Exit status 1 when any
+mutation survives.
 """
 
 import argparse
