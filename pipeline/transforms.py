@@ -124,6 +124,12 @@ class LoadMaskUniond(MapTransform):
         return d
 
 
+def bright_background(image, threshold: float = 0.5) -> bool:
+    """Whether a channel-first image in [0, 1] has a bright background: the median of its channel mean exceeds
+    ``threshold`` (DSB2018's bright-field and H&E images; fluorescence is dark)."""
+    return float(torch.as_tensor(image).float().mean(0).median()) > threshold
+
+
 class InvertBrightBackgroundd(MapTransform):
     """Invert (``1 - x``) images whose background is bright, so that objects are bright on dark in every image.
 
@@ -149,9 +155,8 @@ class InvertBrightBackgroundd(MapTransform):
     def __call__(self, data):
         d = dict(data)
         for key in self.key_iterator(d):
-            x = d[key]
-            if float(torch.as_tensor(x).float().mean(0).median()) > self.threshold:
-                d[key] = 1.0 - x
+            if bright_background(d[key], self.threshold):
+                d[key] = 1.0 - d[key]
         return d
 
 

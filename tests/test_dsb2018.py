@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from monai.bundle import ConfigWorkflow
 from monai.data import MetaTensor
 from PIL import Image
@@ -108,6 +109,50 @@ def test_bright_background_images_are_inverted_when_asked(invert, tmp_path):
         inside, outside = x[8:16, 8:16].mean(), x[20:, 20:].mean()
         assert (inside > outside) == (name == "dark" or invert)
 
+
+
+def _write_kind_case(root, name, background, nucleus):
+    case = root / name
+    (case / "images").mkdir(parents=True)
+    img = np.full((32, 32, 3), background, np.uint8) + np.random.default_rng(0).integers(0, 5, (32, 32, 3), np.uint8)
+    img[8:16, 8:16] = nucleus
+    Image.fromarray(img).save(case / "images" / f"{name}.png")
+    return {"image": str(case / "images" / f"{name}.png"), "case_id": name}
+
+
+def test_bright_background_weights_draw_the_asked_share(tmp_path):
+    """One bright-background image among four dark ones is drawn with probability ``fraction``; ``None`` or a set of
+    one kind gives uniform weights; a fraction outside (0, 1) and an unreadable image are errors naming them."""
+    cases = [_write_kind_case(tmp_path, f"dark{i}", 10, 200) for i in range(4)]
+    cases.append(_write_kind_case(tmp_path, "bright", 220, 60))
+    weights = dsb2018.bright_background_weights(cases, 0.35)
+    assert weights[-1] == pytest.approx(0.35) and sum(weights) == pytest.approx(1.0)
+    sampler = torch.utils.data.WeightedRandomSampler(weights, 20000, generator=torch.Generator().manual_seed(0))
+    assert abs(np.mean([i == 4 for i in sampler]) - 0.35) < 0.02  # uniform would draw it 0.2 of the time
+    assert dsb2018.bright_background_weights(cases, None) == [0.2] * 5
+    assert dsb2018.bright_background_weights(cases[:4], 0.35) == [0.25] * 4
+    with pytest.raises(ValueError, match="bright_background_fraction"):
+        dsb2018.bright_background_weights(cases, 1.0)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match="broken.png"):
+        dsb2018.bright_background_weights([{"image": str(tmp_path / "broken.png")}], 0.35)
+
+
+@pytest.mark.parametrize("fraction", [None, 0.5])
+def test_bundle_samples_bright_background_images_only_when_asked(fraction, dsb_dir):
+    """``--bright_background_fraction`` builds the weighted sampler over the training split; null (the default)
+    leaves the loader shuffling as before."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE))
+    parser.update({"bright_background_fraction": fraction, "dataset_dir": str(dsb_dir), "folds": 0})
+    sampler = parser.get_parsed_content("train_sampler")
+    if fraction is None:
+        assert sampler is None
+    else:
+        n_train = len(parser.get_parsed_content("data#splits")["train"])
+        assert isinstance(sampler, torch.utils.data.WeightedRandomSampler) and sampler.num_samples == n_train
 
 def test_load_mask_union_single_path_and_meta(tmp_path):
     m = np.zeros((5, 7), dtype=np.uint8)
