@@ -46,6 +46,9 @@ for section in $sections; do
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1 --against runs/cv/dsb2018-unet-5fold runs/cv/dsb2018-unet-5fold-seed1
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --seed 2 --output_dir runs/cv/dsb2018-unet-5fold-invert-seed2
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1 runs/cv/dsb2018-unet-5fold-invert-seed2 --out docs/accuracy.md
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --bright_background_fraction 0.35 --output_dir runs/cv/dsb2018-unet-5fold-bb035
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --bright_background_fraction 0.35 --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-bb035-seed1
+        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-bb035 runs/cv/dsb2018-unet-5fold-bb035-seed1 --against runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # README, DSB2018: oversampling bright-background images
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --output_dir runs/cv/lgg-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1 --out docs/accuracy.md
