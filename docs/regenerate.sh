@@ -49,6 +49,9 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --bright_background_fraction 0.35 --output_dir runs/cv/dsb2018-unet-5fold-bb035
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --bright_background_fraction 0.35 --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-bb035-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-bb035 runs/cv/dsb2018-unet-5fold-bb035-seed1 --against runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # README, DSB2018: oversampling bright-background images
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --roi_size [384,384] --output_dir runs/cv/dsb2018-unet-5fold-roi384
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --roi_size [384,384] --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-roi384-seed1
+        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-roi384 runs/cv/dsb2018-unet-5fold-roi384-seed1 --against runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # README, DSB2018: larger crops
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --output_dir runs/cv/lgg-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1 --out docs/accuracy.md
