@@ -56,6 +56,9 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --output_dir runs/cv/lgg-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1 --out docs/accuracy.md
+        python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --output_dir runs/cv/lgg-unet-5fold-e120
+        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 --against runs/cv/lgg-unet-5fold  # README, LGG: twice the epochs (one run per arm)
+        python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --seed 1 --output_dir runs/cv/lgg-unet-5fold-e120-seed1  # its second seed (not yet published)
         ;;
     curves)  # docs/learning_curve.md and its figures (about 2 h; needs cv: the full points are its folders)
         python -m pipeline.bench.learning_curve --config_file bundles/dsb2018.json --dataset_dir "$DSB" --full runs/cv/dsb2018-unet-5fold --fractions 0.25 0.5 --target 0.86 --out docs/learning_curve.md --invert_bright_background False
