@@ -17,9 +17,11 @@ from pipeline.networks import build_network
 from conftest import ROOT, error_chain, run_in_process
 
 
-def test_sigkill_then_resume_reaches_the_planned_epoch(tmp_path):
+def test_sigkill_then_resume_reaches_the_planned_epoch_as_if_never_stopped(tmp_path):
     """The run is SIGKILLed by a handler of its own, right after epoch 2's checkpoint is written (the last handler
-    on the trainer's EPOCH_COMPLETED), so the point of the kill is fixed, not a race against the clock."""
+    on the trainer's EPOCH_COMPLETED), so the point of the kill is fixed, not a race against the clock. Resumed, it
+    ends with the weights and validation scores of the same run never stopped: ``last.pt`` carries the random
+    streams (crops, flips, batch order), so the resumed epochs draw what the uninterrupted ones drew."""
     data = write_ph2(tmp_path / "PH2Dataset", n_cases=6, seed=1)
     run = tmp_path / "run"
     training = json.loads((ROOT / "configs" / "engine.json").read_text())["training"]
@@ -54,6 +56,15 @@ def test_sigkill_then_resume_reaches_the_planned_epoch(tmp_path):
     mux.Reload()
     steps = sorted({e.step for r in mux.Runs() for e in mux.Scalars(r, "train/loss")})
     assert steps == [1, 2, 3, 4, 5, 6]  # the epoch history continues, it does not restart at 1
+
+    straight = tmp_path / "straight"
+    run_in_process("training", dataset_dir=data, epochs=6, val_interval=1, batch_size=2, image_size=128,
+                   roi_size=[128, 128], output_dir=straight)
+    uninterrupted = json.loads((straight / "metrics.json").read_text())["history"]
+    assert [h["train_loss"] for h in metrics["history"]] == [h["train_loss"] for h in uninterrupted]
+    assert [h["val_iou"] for h in metrics["history"]] == [h["val_iou"] for h in uninterrupted]
+    weights = torch.load(straight / "models" / "last.pt", weights_only=True)["network"]
+    assert all(torch.equal(weights[k], last["network"][k]) for k in weights)
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):
@@ -188,3 +199,58 @@ def test_best_holds_the_best_epoch_and_last_the_last_through_a_resume(tmp_path):
     weights = train(8, [0.7, 0.65], resume="true")  # epoch 7 better, 8 worse
     best = torch.load(run / "models" / "best.pt", weights_only=True)
     assert same(best, weights[1]) and json.loads((run / "metrics.json").read_text())["best"]["epoch"] == 7
+
+
+def _augmenting_loader(seed):
+    """A training loader as the bundles build one: random crops and affine warps (dictionary transforms drawing
+    from inner array transforms' generators) and a weighted sampler with its own generator (LGG's)."""
+    import monai
+    from monai.data import DataLoader, Dataset
+
+    monai.utils.set_determinism(seed)
+    chain = monai.transforms.Compose([
+        monai.transforms.RandSpatialCropd(keys="image", roi_size=[8, 8], random_size=False),
+        monai.transforms.RandAffined(keys="image", prob=0.5, rotate_range=0.3, translate_range=[2, 2]),
+        monai.transforms.RandGaussianNoised(keys="image", prob=0.5)])
+    data = [{"image": torch.arange(256.0).reshape(1, 16, 16) * (i + 1)} for i in range(5)]
+    sampler = torch.utils.data.WeightedRandomSampler([1.0, 2.0, 3.0, 1.0, 1.0], num_samples=5,
+                                                     generator=torch.Generator().manual_seed(seed))
+    return DataLoader(Dataset(data, chain), batch_size=2, sampler=sampler, num_workers=0)
+
+
+def test_random_states_continue_every_stream_of_a_rebuilt_loader():
+    from pipeline.handlers import RandomStates
+
+    loader = _augmenting_loader(0)
+    list(loader)  # epoch 1
+    saved = RandomStates(loader).state_dict()
+    epoch_2 = [b["image"] for b in loader]
+    assert len(RandomStates(loader)._transforms()) >= 6  # the three dictionary transforms and their inner ones
+
+    fresh = _augmenting_loader(0)  # what a resumed process builds: every stream back at its seed
+    restart = [b["image"] for b in fresh]
+    assert not all(torch.equal(a, b) for a, b in zip(epoch_2, restart))  # without the states, epoch 1 again
+    fresh = _augmenting_loader(0)
+    RandomStates(fresh).load_state_dict(saved)
+    assert all(torch.equal(a, b) for a, b in zip(epoch_2, [b["image"] for b in fresh]))
+
+
+def test_a_last_pt_without_random_states_still_resumes_and_says_so(tmp_path, caplog):
+    """Checkpoints written before the random streams were saved resume, with the draws restarted (a warning)."""
+    from ignite.engine import Engine
+
+    from pipeline.handlers import Checkpoints, RandomStates
+
+    net, opt, sched = _cosine_setup(4)
+    trainer = Engine(lambda engine, batch: None)
+    trainer.state.max_epochs, trainer.state.epoch, trainer.state.iteration, trainer.state.epoch_length = 4, 2, 2, 1
+    Checkpoints(tmp_path, {"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer}).last(
+        trainer)
+
+    trainer = Engine(lambda engine, batch: None)
+    trainer.state.max_epochs = 4
+    objects = {"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer,
+               "random_states": RandomStates(_augmenting_loader(0))}
+    with caplog.at_level("WARNING"):
+        Checkpoints(tmp_path, objects, resume=True)._load(trainer)
+    assert trainer.state.epoch == 2 and "holds no random states" in caplog.text

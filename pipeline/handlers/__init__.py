@@ -3,7 +3,8 @@
 Each has ``attach(engine)`` so a bundle lists it among an engine's handlers; all read the decollated engine state of
 MONAI engines (:mod:`.cases`).
 
-- :mod:`.checkpoints`: ``best.pt`` / ``last.pt`` (Ignite ``Checkpoint`` + atomic ``DiskSaver``), resume, loading
+- :mod:`.checkpoints`: ``best.pt`` / ``last.pt`` (Ignite ``Checkpoint`` + atomic ``DiskSaver``), resume with the random
+  streams, loading
   weights with an error that says what does not fit
 - :mod:`.record`: the training run's per-epoch line, TensorBoard scalars and ``metrics.json``
 - :mod:`.validation`: validation at the last epoch too, per-patient volume Dice
@@ -15,7 +16,7 @@ MONAI engines (:mod:`.cases`).
 """
 
 from .calibration import Calibration
-from .checkpoints import Checkpoints, WeightsLoader, load_network_weights
+from .checkpoints import Checkpoints, RandomStates, WeightsLoader, load_network_weights
 from .evaluation import CaseMetricsWriter
 from .masks import MaskWriter
 from .overlays import TensorBoardOverlays
@@ -23,5 +24,5 @@ from .record import RunRecorder, peak_memory
 from .validation import ValidateEvery, VolumeDice
 from .volumes import SliceStack
 
-__all__ = ["Calibration", "CaseMetricsWriter", "Checkpoints", "MaskWriter", "RunRecorder", "SliceStack", "TensorBoardOverlays",
+__all__ = ["Calibration", "CaseMetricsWriter", "Checkpoints", "MaskWriter", "RandomStates", "RunRecorder", "SliceStack", "TensorBoardOverlays",
            "ValidateEvery", "VolumeDice", "WeightsLoader", "load_network_weights", "peak_memory"]

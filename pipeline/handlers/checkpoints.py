@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
@@ -62,6 +64,92 @@ class WeightsLoader:
         logger.info("loaded network weights from %s", self.path)
 
 
+class RandomStates:
+    """The training run's random streams, saved in ``last.pt`` beside the weights so that a resumed run draws the
+    same crops, flips and batches as one that was never stopped: the global torch (and CUDA), numpy and Python
+    generators, the own ``RandomState`` of every MONAI random transform in the loader's dataset chain, and the
+    sampler's generator where it has one (LGG's tumour-weighted sampler).
+
+    Why: without it a resume restarts every stream from ``--seed``, so the epochs after it repeat the first epochs'
+    draws and the finished model differs from the uninterrupted run's; a regenerated figure then depends on whether
+    the run was interrupted. Exact for the inline loader (``num_workers`` 0, every machine below 8 cores); worker
+    processes draw from their own per-worker seeds, and a distributed rank from its own streams, which a single
+    ``last.pt`` written by rank 0 does not hold: there the resumed draws are new ones (same distribution), and the
+    log says so.
+
+    Args:
+        loader: the training ``DataLoader``.
+    """
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def _transforms(self) -> list:
+        """Every random MONAI transform of the loader's dataset chain, inner ones included: a dictionary transform
+        draws from its array transform's own generator (``RandSpatialCropd.cropper``, ``RandAffined.rand_affine``)."""
+        from monai.transforms import Randomizable, Transform
+
+        found, todo, seen = [], [getattr(getattr(self.loader, "dataset", None), "transform", None)], set()
+        while todo:
+            obj = todo.pop(0)
+            if id(obj) in seen or not isinstance(obj, (Transform, Randomizable)):
+                continue
+            seen.add(id(obj))
+            if isinstance(obj, Randomizable):
+                found.append(obj)
+            for value in vars(obj).values():
+                todo.extend(value if isinstance(value, (list, tuple)) else [value])
+        return found
+
+    def _exact(self) -> bool:
+        from ..distributed import world_size
+
+        return not getattr(self.loader, "num_workers", 0) and world_size() <= 1
+
+    def state_dict(self) -> dict:
+        sampler_gen = getattr(getattr(self.loader, "sampler", None), "generator", None)
+        version, internal, gauss = random.getstate()
+        return {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": _numpy_state_out(np.random.get_state()),
+                "python": [version, list(internal), gauss],
+                "transforms": [_numpy_state_out(t.R.get_state()) for t in self._transforms()],
+                "sampler": sampler_gen.get_state() if sampler_gen is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not self._exact():
+            logger.warning("resuming with worker processes or several ranks: the augmentation and sampling draws "
+                           "after the resume are new ones, not those of an uninterrupted run")
+            return
+        transforms = self._transforms()
+        if len(state["transforms"]) != len(transforms):
+            raise RuntimeError(f"--resume: the checkpoint holds the random states of {len(state['transforms'])} "
+                               f"random transforms, this training chain has {len(transforms)}: resume with the "
+                               "settings the run was started with (see its config.json)")
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        np.random.set_state(_numpy_state_in(state["numpy"]))
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        for t, saved in zip(transforms, state["transforms"]):
+            t.R.set_state(_numpy_state_in(saved))
+        sampler_gen = getattr(getattr(self.loader, "sampler", None), "generator", None)
+        if state["sampler"] is not None and sampler_gen is not None:
+            sampler_gen.set_state(state["sampler"])
+
+
+def _numpy_state_out(state: tuple) -> list:
+    """A numpy ``RandomState`` state as tensors and numbers: ``last.pt`` is read with ``weights_only=True``."""
+    kind, key, *rest = state
+    return [kind, torch.from_numpy(key.astype(np.int64)), *rest]
+
+
+def _numpy_state_in(state: list) -> tuple:
+    kind, key, *rest = state
+    return (kind, key.numpy().astype(np.uint32), *rest)
+
+
 class _ReplacingDiskSaver(DiskSaver):
     """Ignite's atomic ``DiskSaver`` for a checkpoint that keeps one fixed file name: ``Checkpoint`` removes the file
     it replaces *before* writing the new one, which would leave no ``last.pt`` (or ``best.pt``) to a run killed in
@@ -76,6 +164,8 @@ class Checkpoints:
     state) and ``models/best.pt`` (network weights) whenever the validator's ``key_metric`` improves: two Ignite
     ``Checkpoint`` handlers writing through ``DiskSaver(atomic=True)``, so a killed run never leaves a corrupt
     checkpoint.
+    ``objects`` may hold a :class:`RandomStates`: ``last.pt`` then carries the random streams too, and a resumed run
+    trains exactly as an uninterrupted one (tests/test_resume.py).
 
     With ``resume`` the trainer continues from ``last.pt`` in ``save_dir`` to its planned ``max_epochs``: weights,
     optimizer, scheduler and epoch count are restored, and ``best.pt`` is only replaced by a better score than the
@@ -133,6 +223,10 @@ class Checkpoints:
         if "best" in ckpt and "best_checkpoint" not in ckpt:  # written before 0.8.0 by the project's own saver
             score = ckpt.pop("best").get("metric", -math.inf)
             ckpt["best_checkpoint"] = {"_saved": [(score, "best.pt")] if math.isfinite(score) else []}
+        if "random_states" in others and "random_states" not in ckpt:  # written before bundle 0.13
+            others.pop("random_states")
+            logger.warning("--resume: %s holds no random states (written before they were saved): the draws after "
+                           "the resume restart from --seed instead of continuing", path)
         missing = sorted(set(others) - set(ckpt))
         if missing:
             raise RuntimeError(f"--resume: {path} lacks {missing} (it was not written by this version's training)")
