@@ -4,8 +4,7 @@ Each has ``attach(engine)`` so a bundle lists it among an engine's handlers; all
 MONAI engines (:mod:`.cases`).
 
 - :mod:`.checkpoints`: ``best.pt`` / ``last.pt`` (Ignite ``Checkpoint`` + atomic ``DiskSaver``), resume with the random
-  streams, loading
-  weights with an error that says what does not fit
+  streams, loading weights with an error that says what does not fit
 - :mod:`.record`: the training run's per-epoch line, TensorBoard scalars and ``metrics.json``
 - :mod:`.validation`: validation at the last epoch too, per-patient volume Dice
 - :mod:`.calibration`: expected calibration error and reliability diagram of the probabilities

@@ -106,8 +106,11 @@ class RandomStates:
 
         return not getattr(self.loader, "num_workers", 0) and world_size() <= 1
 
+    def _sampler_generator(self):
+        return getattr(getattr(self.loader, "sampler", None), "generator", None)
+
     def state_dict(self) -> dict:
-        sampler_gen = getattr(getattr(self.loader, "sampler", None), "generator", None)
+        sampler_gen = self._sampler_generator()
         version, internal, gauss = random.getstate()
         return {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -134,7 +137,7 @@ class RandomStates:
         random.setstate((version, tuple(internal), gauss))
         for t, saved in zip(transforms, state["transforms"]):
             t.R.set_state(_numpy_state_in(saved))
-        sampler_gen = getattr(getattr(self.loader, "sampler", None), "generator", None)
+        sampler_gen = self._sampler_generator()
         if state["sampler"] is not None and sampler_gen is not None:
             sampler_gen.set_state(state["sampler"])
 
