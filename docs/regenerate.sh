@@ -45,6 +45,7 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --output_dir runs/cv/dsb2018-unet-5fold-invert
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-invert-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1 --against runs/cv/dsb2018-unet-5fold runs/cv/dsb2018-unet-5fold-seed1
+        python -m pipeline.bench.accuracy --pooled --cv runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # README, Cross-validation: ten fold models
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --seed 2 --output_dir runs/cv/dsb2018-unet-5fold-invert-seed2
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1 runs/cv/dsb2018-unet-5fold-invert-seed2 --out docs/accuracy.md
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --bright_background_fraction 0.35 --output_dir runs/cv/dsb2018-unet-5fold-bb035
@@ -62,6 +63,7 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --seed 1 --output_dir runs/cv/lgg-unet-5fold-e120-seed1  # its second seed
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1-2threads  # the 60-epoch arm of seed 1 at this script's two threads
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120-seed1 --against runs/cv/lgg-unet-5fold-seed1-2threads  # README, LGG: the second seed (one run per arm)
+        python -m pipeline.bench.accuracy --pooled --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads  # README, Cross-validation: ten fold models
         ;;
     curves)  # docs/learning_curve.md and its figures (about 2 h; needs cv: the full points are its folders)
         python -m pipeline.bench.learning_curve --config_file bundles/dsb2018.json --dataset_dir "$DSB" --full runs/cv/dsb2018-unet-5fold --fractions 0.25 0.5 --target 0.86 --out docs/learning_curve.md --invert_bright_background False

@@ -255,10 +255,15 @@ def _train_fold(bundle_file: str, folder: Path, folds: int, fold: int, overrides
     return "trained"
 
 
+def oof_name(ckpt: str, flip: bool, rot90: bool = False) -> str:
+    """The folder, in ``fold_<k>/``, of one prediction variant's out-of-fold probabilities."""
+    return f"oof-{Path(ckpt).stem}-tta{int(flip)}{'-rot90' if rot90 else ''}"
+
+
 def _predict_oof(bundle_file: str, fold_dir: Path, ckpt: str, flip: bool, rot90: bool = False) -> Path:
     """The fold model's probabilities on its own test fold (in process: one evaluation is seconds of work next to
     the interpreter start of a subprocess)."""
-    out = fold_dir / f"oof-{Path(ckpt).stem}-tta{int(flip)}{'-rot90' if rot90 else ''}"
+    out = fold_dir / oof_name(ckpt, flip, rot90)
     if (out / "metrics.json").is_file() and (out / "probabilities" / "index.csv").is_file():
         return out
     from monai.bundle import ConfigWorkflow

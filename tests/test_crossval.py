@@ -3,6 +3,7 @@ where they raise the out-of-fold mean, and the folder used as one ensemble model
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -351,3 +352,37 @@ def test_comparing_refuses_unfinished_or_mismatched_cross_validations(tmp_path):
     (tmp_path / "unfinished" / "crossval.json").write_text("{}")
     with pytest.raises(SystemExit, match="unfinished: not a finished cross-validation"):
         accuracy.compare([a], [tmp_path / "unfinished"])
+
+
+def test_pooling_seeds_averages_their_out_of_fold_probabilities_before_choosing(tmp_path):
+    """Two cross-validations whose fold models each see the lesion and one large false positive, a different one in
+    each: alone, no setting removes it (IoU 317/717 = 0.44); averaged, the false positives fall to 100/255 < 0.5 and
+    every case scores 1."""
+    from pipeline.bench import accuracy
+
+    truth = _disc(h=60, w=60, cy=15, cx=15)
+    fp_a, fp_b = np.zeros_like(truth), np.zeros_like(truth)
+    fp_a[:20, 35:55] = True  # 400 px apart from the disc: more than its 317, so the largest component is wrong
+    fp_b[35:55, :20] = True
+    assert truth.sum() == 317 and not (truth & (fp_a | fp_b)).any()
+    cvs = []
+    for name, fp in (("a", fp_a), ("b", fp_b)):
+        cv = tmp_path / name
+        prob = np.where(truth, 255, np.where(fp, 200, 0))
+        for k, ids in enumerate((["c0", "c1"], ["c2", "c3"])):
+            _variant(cv / f"fold_{k}" / "oof-best-tta0", [(i, prob, truth) for i in ids])
+        alone = 317 / (317 + fp.sum())
+        (cv / "crossval.json").write_text(json.dumps({"folds": 2, "key_metric": "val_iou", "oof_score": {
+            "metric": "iou", "unit": "image", "mean": alone, "per_unit": {f"c{i}": alone for i in range(4)}}}))
+        cvs.append(cv)
+    res = accuracy.pooled(cvs)
+    assert res["pooled"]["mean"] == pytest.approx(1.0) and res["pooled"]["n"] == 4
+    assert res["difference"]["better"] == 4 and res["difference"]["mean"] == pytest.approx(1 - res["runs_mean"])
+    assert res["chosen"]["threshold"] == 0.5 and "pooled minus alone +0." in accuracy.pooled_line(res)
+    with pytest.raises(SystemExit, match="at least two"):
+        accuracy.pooled(cvs[:1])
+    other = tmp_path / "c"
+    shutil.copytree(cvs[1], other)
+    (other / "fold_1" / "oof-best-tta0" / "probabilities" / "index.csv").write_text("case_id,group,slice\nc9,c9,\n")
+    with pytest.raises(SystemExit, match="other cases.*not the same folds"):
+        accuracy.pooled([cvs[0], other])

@@ -168,6 +168,26 @@ def _report_one(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
                                                             "torch_threads": torch.get_num_threads()}}
 
 
+def _finished(cvs: list[Path]) -> list[dict]:
+    """The records of finished cross-validations that score the same units by the same metric."""
+    docs = []
+    for cv in cvs:
+        doc = json.loads((cv / "crossval.json").read_text()) if (cv / "crossval.json").is_file() else {}
+        if "oof_score" not in doc:
+            raise SystemExit(f"error: {cv}: not a finished cross-validation (no out-of-fold score in crossval.json)")
+        docs.append(doc)
+    first = docs[0]["oof_score"]
+    for cv, doc in zip(cvs, docs):
+        if set(doc["oof_score"]["per_unit"]) != set(first["per_unit"]) or doc["oof_score"]["metric"] != first["metric"]:
+            raise SystemExit(f"error: {cv} does not score the same {first['unit']}s by {first['metric']} as "
+                             f"{cvs[0]}: not the same data and folds")
+    return docs
+
+
+def _mean_over_runs(scores: list[dict]) -> dict[str, float]:
+    return {u: float(np.mean([s["per_unit"][u] for s in scores])) for u in sorted(scores[0]["per_unit"])}
+
+
 def compare(cvs, against) -> dict:
     """Out-of-fold ``cvs`` minus ``against``: finished cross-validations of two variants on the same folds, one run
     per seed in each arm, given in the same order. Per unit each arm's runs are averaged, then the paired bootstrap;
@@ -175,28 +195,76 @@ def compare(cvs, against) -> dict:
     cvs, against = [Path(c) for c in cvs], [Path(c) for c in against]
     if len(cvs) != len(against):
         raise SystemExit(f"error: --cv has {len(cvs)} folders and --against {len(against)}: give one per seed in each")
-    scores = []
-    for cv in cvs + against:
-        doc = json.loads((cv / "crossval.json").read_text()) if (cv / "crossval.json").is_file() else {}
-        if "oof_score" not in doc:
-            raise SystemExit(f"error: {cv}: not a finished cross-validation (no out-of-fold score in crossval.json)")
-        scores.append(doc["oof_score"])
+    scores = [d["oof_score"] for d in _finished(cvs + against)]
     ours, theirs = scores[:len(cvs)], scores[len(cvs):]
-    units = set(ours[0]["per_unit"])
-    for cv, s in zip(cvs + against, scores):
-        if set(s["per_unit"]) != units or s["metric"] != ours[0]["metric"]:
-            raise SystemExit(f"error: {cv} does not score the same {ours[0]['unit']}s by {ours[0]['metric']} as "
-                             f"{cvs[0]}: not the same data and folds")
-
-    def mean_over_runs(arm):
-        return {u: float(np.mean([s["per_unit"][u] for s in arm])) for u in sorted(units)}
-
-    a, b = mean_over_runs(ours), mean_over_runs(theirs)
+    a, b = _mean_over_runs(ours), _mean_over_runs(theirs)
     return {"cv": [str(c) for c in cvs], "against": [str(c) for c in against], "metric": ours[0]["metric"],
             "unit": ours[0]["unit"], "runs": len(cvs), "mean": float(np.mean(list(a.values()))),
             "against_mean": float(np.mean(list(b.values()))),
             "per_run": [paired_difference(x["per_unit"], y["per_unit"])["mean"] for x, y in zip(ours, theirs)],
             "difference": {k: v for k, v in paired_difference(a, b).items() if k != "units"}}
+
+
+def pooled(cvs) -> dict:
+    """One ensemble of several cross-validations on the same folds (``--seed`` runs): for every case, the
+    out-of-fold probabilities of its fold model in each folder averaged (8-bit, as the folders store them), for each
+    prediction variant (checkpoint, flip, rot90) the folders hold, and the choices made out-of-fold on the average as
+    ``cross_validation`` makes them (:func:`pipeline.crossval.choose`). Scored against the folders' own out-of-fold
+    scores averaged per unit, paired: does an ensemble of ``5 x len(cvs)`` fold models beat one cross-validation's
+    five?"""
+    import shutil
+    import tempfile
+
+    from PIL import Image
+
+    from pipeline import crossval
+
+    cvs = [Path(c) for c in cvs]
+    if len(cvs) < 2:
+        raise SystemExit("error: --pooled needs at least two --cv folders of one bundle on the same folds")
+    docs = _finished(cvs)
+    folds, grouped = int(docs[0]["folds"]), docs[0]["oof_score"]["unit"] == "patient"
+    with tempfile.TemporaryDirectory() as tmp:
+        def variant(ckpt: str, flip: bool, rot90: bool) -> list[Path] | None:
+            name, out = crossval.oof_name(ckpt, flip, rot90), []
+            for k in range(folds):
+                sources = [cv / f"fold_{k}" / name for cv in cvs]
+                if not all((s / "probabilities" / "index.csv").is_file() for s in sources):
+                    return None
+                rows = crossval._rows(sources[0])
+                for s in sources[1:]:
+                    if crossval._rows(s) != rows:
+                        raise SystemExit(f"error: {s} holds other cases than {sources[0]}: not the same folds")
+                target = Path(tmp) / name / f"fold_{k}"
+                if not target.is_dir():
+                    (target / "probabilities").mkdir(parents=True)
+                    shutil.copytree(sources[0] / "truth", target / "truth")
+                    shutil.copyfile(sources[0] / "probabilities" / "index.csv", target / "probabilities" / "index.csv")
+                    for row in rows:
+                        png = Path("probabilities") / f"{row['case_id']}.png"
+                        mean = np.mean([np.asarray(Image.open(s / png), np.float32) for s in sources], axis=0)
+                        Image.fromarray(np.rint(mean).astype(np.uint8)).save(target / png)
+                out.append(target)
+            return out
+
+        doc = crossval.choose(variant, grouped=grouped, key_metric=docs[0].get("key_metric", "val_iou"))
+    runs = _mean_over_runs([d["oof_score"] for d in docs])
+    score = doc["oof_score"]
+    return {"cv": [str(c) for c in cvs], "metric": score["metric"], "unit": score["unit"], "chosen": doc["chosen"],
+            "pooled": {k: score[k] for k in ("mean", "median", "ci", "n", "per_unit")},
+            "per_run": [d["oof_score"]["mean"] for d in docs], "runs_mean": float(np.mean(list(runs.values()))),
+            "difference": {k: v for k, v in paired_difference(score["per_unit"], runs).items() if k != "units"}}
+
+
+def pooled_line(p: dict) -> str:
+    d, s = p["difference"], p["pooled"]
+    shown = d["ci"][0] > 0 or d["ci"][1] < 0
+    return (f"pooled ensemble of {len(p['cv'])} cross-validations ({' '.join(p['cv'])}): out-of-fold {p['metric']} "
+            f"mean {s['mean']:.3f}, median {s['median']:.3f} (n {s['n']}, 95% CI {s['ci'][0]:.3f}..{s['ci'][1]:.3f}); "
+            f"the cross-validations alone {', '.join(f'{m:.3f}' for m in p['per_run'])} (averaged per {p['unit']}: "
+            f"{p['runs_mean']:.3f}); pooled minus alone {d['mean']:+.4f}, paired 95% CI {d['ci'][0]:+.4f}.."
+            f"{d['ci'][1]:+.4f}, better on {d['better']}; "
+            f"{'the paired CI excludes 0' if shown else 'no difference shown'}; chosen on the pool: {p['chosen']}")
 
 
 def comparison_line(c: dict) -> str:
@@ -312,7 +380,13 @@ def main(argv=None) -> None:
                     help="other finished cross-validations on the same folds, one per --cv folder (the same seeds, "
                          "in the same order): print the paired difference of the out-of-fold scores (--cv minus "
                          "--against, each arm's runs averaged per unit) instead of training the plain loop")
+    ap.add_argument("--pooled", action="store_true",
+                    help="score the --cv folders (same folds, other seeds) as one ensemble of all their fold models, "
+                         "choices made out-of-fold on the pool, against each folder alone (no plain loop)")
     args = ap.parse_args(argv)
+    if args.pooled:
+        print(pooled_line(pooled(args.cv)))
+        return
     if args.against:
         print(comparison_line(compare(args.cv, args.against)))
         return
