@@ -156,3 +156,24 @@ def test_fill_binary_holesd_keeps_meta_and_matches_monai():
     assert out.sum() > pred.sum()  # the 2% pinholes inside the blob are filled
     with pytest.raises(ValueError, match="pred: FillBinaryHolesd expects a one-channel mask, got 2 channels"):
         ours({"pred": torch.zeros(2, 4, 4)})
+
+
+def test_inverted_tissue_gets_a_black_background_with_median_to_zero():
+    """A slide filled with tissue (0.7, noisy) with dark nuclei (0.1) and a glare spot (1.0): inverted alone, the
+    tissue is 0.3, mid-grey where fluorescence has nuclei; with ``median_to_zero`` the tissue median maps to 0 and the
+    nuclei, above the 99th percentile, to 1. A dark-background image is left as it is either way."""
+    from pipeline.transforms import InvertBrightBackgroundd
+
+    rng = np.random.default_rng(0)
+    img = torch.from_numpy((0.7 + rng.uniform(-0.02, 0.02, (3, 40, 40))).astype(np.float32))
+    img[:, 5:15, 5:15] = 0.1  # nuclei: 100 of 1600 pixels, more than 1%
+    img[:, 30:32, 30:32] = 1.0  # glare
+    plain = InvertBrightBackgroundd(keys="image")({"image": img})["image"]
+    rescaled = InvertBrightBackgroundd(keys="image", median_to_zero=True)({"image": img})["image"]
+    tissue = (slice(None), slice(20, 28), slice(5, 15))
+    assert float(plain[tissue].mean()) == pytest.approx(0.3, abs=0.01)
+    assert float(rescaled[tissue].median()) < 0.1 and float(rescaled.min()) == 0.0
+    assert torch.all(rescaled[:, 5:15, 5:15] == 1.0) and float(rescaled.max()) == 1.0
+    dark = 1.0 - img
+    torch.testing.assert_close(InvertBrightBackgroundd(keys="image", median_to_zero=True)({"image": dark})["image"],
+                               dark)
