@@ -54,6 +54,12 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --roi_size [384,384] --output_dir runs/cv/dsb2018-unet-5fold-roi384
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --roi_size [384,384] --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-roi384-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-roi384 runs/cv/dsb2018-unet-5fold-roi384-seed1 --against runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # README, DSB2018: larger crops
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --loss dicece_boundary --output_dir runs/cv/dsb2018-unet-5fold-boundary
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --loss dicece_boundary --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-boundary-seed1
+        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-boundary runs/cv/dsb2018-unet-5fold-boundary-seed1 --against runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # README, DSB2018: U-Net's border weights
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --inverted_median_to_zero true --output_dir runs/cv/dsb2018-unet-5fold-median0
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --inverted_median_to_zero true --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-median0-seed1
+        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-median0 runs/cv/dsb2018-unet-5fold-median0-seed1 --against runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # README, DSB2018: black background for inverted images
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --output_dir runs/cv/lgg-unet-5fold
         # docs/accuracy.md's seed 1 (0.746) was made with one thread; with two, a 2-core VM gave 0.733 (2026-12-05)
         OMP_NUM_THREADS=1 python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1
