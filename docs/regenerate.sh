@@ -61,7 +61,7 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --inverted_median_to_zero true --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-median0-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-median0 runs/cv/dsb2018-unet-5fold-median0-seed1 --against runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # README, DSB2018: black background for inverted images
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --output_dir runs/cv/lgg-unet-5fold
-        # docs/accuracy.md's seed 1 (0.746) was made with one thread; with two, a 2-core VM gave 0.733 (2026-12-05)
+        # docs/accuracy.md's seed 1 (0.746) was made with one thread; with two, a 2-core VM gave 0.733, with one 0.742 (2026-12-05)
         OMP_NUM_THREADS=1 python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1 --out docs/accuracy.md
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --output_dir runs/cv/lgg-unet-5fold-e120
