@@ -53,14 +53,16 @@ def own_part(bundle: dict) -> dict:
     return own
 
 
-def _is_component(key: str, value) -> bool:
-    return key in COMPONENT_KEYS or _has_target(value) or (isinstance(value, str) and value.startswith("$"))
+def _is_component(key: str, value, defaults: dict) -> bool:
+    # an expression standing for a default (NIfTI's in_channels from context_slices) is that setting, computed
+    return key in COMPONENT_KEYS or _has_target(value) or (
+        isinstance(value, str) and value.startswith("$") and key not in defaults)
 
 
 def setting_keys(own: dict, defaults: dict) -> list[str]:
     """Every setting of a bundle, in a stable order: its own values, then the defaults it does not set.
     Components (readers, augmentation, samplers) are not settings: resolving them would build them."""
-    keys = [k for k, v in own.items() if not _is_component(k, v)]
+    keys = [k for k, v in own.items() if not _is_component(k, v, defaults)]
     return keys + [k for k in defaults if k not in own and k not in COMPONENT_KEYS]
 
 

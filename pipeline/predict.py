@@ -124,6 +124,7 @@ class Segmenter:
         self.in_channels = int(settings["in_channels"])
         self.volumes = settings["layout"] == "nifti"
         self.slice_axis = int(settings.get("layout_args", {}).get("axis", 2)) if self.volumes else None
+        self.context = int(settings.get("context_slices", 0))  # a NIfTI model's neighbouring slices on each side
 
     @classmethod
     def from_run(cls, path, ckpt: str = "best.pt", device=None, bundle=None, **overrides) -> "Segmenter":
@@ -191,7 +192,9 @@ class Segmenter:
         else:
             raise PredictError(f"{name}: a {type(image).__name__}; give a file path, a numpy array or a torch tensor")
         if self.volumes and arr.ndim == 3:  # a NIfTI model: a 3D array is a volume
-            return [self._slice_case(MetaTensor(torch.movedim(arr, self.slice_axis, 0)[k][None].float(),
+            from .data.nifti import slab
+
+            return [self._slice_case(MetaTensor(slab(arr, k, self.slice_axis, self.context).float(),
                                                 meta={"filename_or_obj": name}), f"{name}_{k}", name, k)
                     for k in range(arr.shape[self.slice_axis])], name, True
         if arr.ndim not in (2, 3) or chw.shape[0] != self.in_channels:

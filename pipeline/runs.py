@@ -144,7 +144,7 @@ RESTORED_FROM = "_restored_from_"
 MODEL_SETTINGS = ("network", "width", "network_kwargs", "in_channels", "out_channels", "image_size", "roi_size",
                   "intensity_norm", "intensity_percentile", "threshold", "flip_tta", "rot90_tta",
                   "keep_largest_component", "fill_holes", "min_lesion_size", "volume_largest_component",
-                  "invert_bright_background", "inverted_median_to_zero")
+                  "invert_bright_background", "inverted_median_to_zero", "context_slices")
 # where the model's data came from: taken from the run unless given on the command line
 DATA_SETTINGS = ("dataset_dir", "layout", "layout_args")
 

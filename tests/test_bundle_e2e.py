@@ -168,11 +168,11 @@ def test_missing_user_paths_are_errors(trained, tmp_path):
     assert "--ckpt: no such file" in error_chain(err.value)
 
 
-@pytest.mark.parametrize("bundle", ["ph2", "lgg", "dsb2018"])
-def test_the_shared_metadata_file_describes_every_rgb_bundle_network(bundle, monkeypatch):
+@pytest.mark.parametrize("bundle", ["ph2", "lgg", "dsb2018", "nifti"])
+def test_the_shared_metadata_file_describes_every_bundle_network(bundle, monkeypatch):
     """MONAI's ``verify_net_in_out`` reads metadata as written (no ``@`` or ``%`` resolved), so the model-zoo path
     configs/metadata.json is literal: PH2's file, whose input (3 channels, 16*n) and output (1 logit) fit every
-    three-channel bundle; NIfTI (1 channel) needs its own file (the test above)."""
+    bundle, NIfTI's included (a slice and its two neighbours, ``context_slices`` 1)."""
     from monai.bundle import verify_net_in_out
 
     monkeypatch.chdir(ROOT)
@@ -180,7 +180,7 @@ def test_the_shared_metadata_file_describes_every_rgb_bundle_network(bundle, mon
     verify_net_in_out("network_def", meta_file="configs/metadata.json", config_file=f"bundles/{bundle}.json", n=16)
 
 
-@pytest.mark.parametrize("bundle, channels", [("ph2", 3), ("lgg", 3), ("dsb2018", 3), ("nifti", 1)])
+@pytest.mark.parametrize("bundle, channels", [("ph2", 3), ("lgg", 3), ("dsb2018", 3), ("nifti", 3)])
 def test_monai_bundle_checks(bundle, channels, tmp_path, monkeypatch):
     """What ``python -m monai.bundle verify_metadata`` / ``verify_net_in_out`` run (README), called in process, for
     every bundle: its own metadata validates against the schema in the repository and describes its own input, and

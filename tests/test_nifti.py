@@ -9,6 +9,7 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.data import MetaTensor
 from monai.transforms import Compose
@@ -215,6 +216,44 @@ def test_load_nifti_sliced_is_np_take(nifti_dir, axis):
     assert d["slice"] == 7 and d["group"] == case["group"]  # the other keys are kept
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_slab_stacks_the_neighbours_and_repeats_the_ends(axis, as_tensor):
+    vol = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    v = torch.from_numpy(vol) if as_tensor else vol
+    n = vol.shape[axis]
+    for k, want in ((0, [0, 0, 1]), (1, [0, 1, 2]), (n - 1, [n - 2, n - 1, n - 1])):
+        got = nifti.slab(v, k, axis, context=1)
+        assert isinstance(got, torch.Tensor) == as_tensor
+        expected = np.stack([np.take(vol, i, axis=axis) for i in want])
+        np.testing.assert_array_equal(np.asarray(got), expected, err_msg=f"axis {axis}, slice {k}")
+    np.testing.assert_array_equal(np.asarray(nifti.slab(v, 2, axis, context=2))[[0, 4]],
+                                  np.stack([np.take(vol, 0, axis=axis), np.take(vol, min(4, n - 1), axis=axis)]))
+    np.testing.assert_array_equal(np.asarray(nifti.slab(v, 1, axis)), np.take(vol, 1, axis=axis)[None])
+    with pytest.raises(IndexError, match=f"slice {n} is out of range along axis {axis}"):
+        nifti.slab(v, n, axis, context=1)
+    with pytest.raises(ValueError, match="context must be 0 or more"):
+        nifti.slab(v, 0, axis, context=-1)
+
+
+def test_load_nifti_sliced_with_context_gives_the_neighbours_as_channels(nifti_dir):
+    cases = nifti.find_cases(nifti_dir)
+    first, middle = cases[0], cases[7]
+    vol = nib.load(middle["image"]).get_fdata(dtype=np.float32)
+    load = nifti.LoadNiftiSliced(keys="image", context=1)
+    d = load(dict(middle))
+    assert tuple(d["image"].shape) == (3, *vol.shape[:2])
+    for c, k in enumerate((6, 7, 8)):
+        np.testing.assert_array_equal(d["image"].numpy()[c], vol[:, :, k])
+    assert list(d["image"].meta["spatial_shape"]) == list(vol.shape[:2])
+    start = load(dict(first))["image"].numpy()  # slice 0: no slice before it, so slice 0 twice
+    np.testing.assert_array_equal(start[0], start[1])
+    assert not np.array_equal(start[1], start[2])
+    for bad in (-1, 0.5, True):
+        with pytest.raises(ValueError, match="context must be a whole number of slices"):
+            nifti.LoadNiftiSliced(keys="image", context=bad)
+
+
 def test_volumes_load_once_for_consecutive_slices(nifti_dir, monkeypatch):
     calls = []
     real = nib.load
@@ -262,8 +301,8 @@ def test_bundle_loading_binarises_multiclass_labels(nifti_dir, tmp_path):
     case = next(c for c in nifti.find_cases(d) if c["group"] == "organ_001" and c["slice"] == k)
     out = load(dict(case))
     np.testing.assert_array_equal(out["label"].numpy()[0], multi[..., k] > 0)
-    img = out["image"].numpy()[0]
-    src = nib.load(case["image"]).get_fdata(dtype=np.float32)[..., k]
+    img = out["image"].numpy()  # the slice between its neighbours, normalised together (one modality)
+    src = nifti.slab(nib.load(case["image"]).get_fdata(dtype=np.float32), k, 2, context=1)
     assert img.shape == src.shape and abs(img[src != 0].mean()) < 1e-4 and abs(img[src != 0].std() - 1) < 1e-3
 
     parser = ConfigParser()

@@ -204,17 +204,33 @@ def load_volume(path: str | Path, cache_size: int = 4) -> np.ndarray:
     return _volume_cache(int(cache_size))(path, st.st_mtime_ns, st.st_size)
 
 
-def load_slice(path: str | Path, k: int, axis: int, cache_size: int = 4) -> np.ndarray:
-    """Slice ``k`` along ``axis`` of the volume at ``path``: ``np.take(volume, k, axis)`` (a float32 copy)."""
-    vol = load_volume(path, cache_size)
-    axis = _check_axis(axis)
-    if not 0 <= int(k) < vol.shape[axis]:
-        raise IndexError(f"{path}: slice {k} is out of range along axis {axis} (volume shape {vol.shape})")
-    return np.take(vol, int(k), axis=axis)
+def slab(volume, k: int, axis: int, context: int = 0, name: str = "volume"):
+    """Slices ``k - context .. k + context`` along ``axis`` of a 3D numpy array or tensor, stacked first: shape
+    (2 context + 1, H, W). Indices past either end repeat the end slice, so every slice of a volume gets the same
+    number of channels, and at ``context`` 0 this is ``volume`` sliced at ``k`` with a channel axis in front."""
+    axis, k, context = _check_axis(axis), int(k), int(context)
+    if context < 0:
+        raise ValueError(f"context must be 0 or more slices, got {context}")
+    n = volume.shape[axis]
+    if not 0 <= k < n:
+        raise IndexError(f"{name}: slice {k} is out of range along axis {axis} (volume shape {tuple(volume.shape)})")
+    index = [min(max(i, 0), n - 1) for i in range(k - context, k + context + 1)]
+    if isinstance(volume, torch.Tensor):
+        return torch.movedim(volume, axis, 0)[index]
+    return np.moveaxis(np.take(volume, index, axis=axis), axis, 0)
+
+
+def load_slice(path: str | Path, k: int, axis: int, cache_size: int = 4, context: int = 0) -> np.ndarray:
+    """Slice ``k`` along ``axis`` of the volume at ``path``: ``np.take(volume, k, axis)`` (a float32 copy); with
+    ``context``, the slab of :func:`slab` (2 context + 1, H, W)."""
+    s = slab(load_volume(path, cache_size), k, axis, context, name=str(path))
+    return s if context else s[0]
 
 
 class LoadNiftiSliced(MapTransform):
-    """Replace each key's NIfTI volume path by one slice of it: a float32 ``MetaTensor`` of shape (1, H, W).
+    """Replace each key's NIfTI volume path by one slice of it: a float32 ``MetaTensor`` of shape (1, H, W); with
+    ``context`` c > 0, the slice and its c neighbours on each side as channels, (2c + 1, H, W) (a "2.5D" input:
+    :func:`slab`; the ends of the volume repeat their last slice). Give labels ``context`` 0.
 
     The slice is ``np.take(volume, d[slice_key], axis=d[axis_key])`` of the volume in stored voxel order (so for
     axis 2, H is the volume's first dimension and W its second); its meta ``filename_or_obj`` is the volume path.
@@ -228,11 +244,13 @@ class LoadNiftiSliced(MapTransform):
     """
 
     def __init__(self, keys: KeysCollection, slice_key: str = "slice", axis_key: str = "slice_axis",
-                 cache_size: int = 4, allow_missing_keys: bool = False):
+                 cache_size: int = 4, context: int = 0, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         if int(cache_size) < 1:
             raise ValueError(f"cache_size must be at least 1, got {cache_size}")
-        self.slice_key, self.axis_key, self.cache_size = slice_key, axis_key, int(cache_size)
+        if isinstance(context, bool) or int(context) != context or context < 0:
+            raise ValueError(f"context must be a whole number of slices, 0 or more, got {context!r}")
+        self.slice_key, self.axis_key, self.cache_size, self.context = slice_key, axis_key, int(cache_size), int(context)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
@@ -243,7 +261,8 @@ class LoadNiftiSliced(MapTransform):
             for needed in (self.slice_key, self.axis_key):
                 if needed not in d:
                     raise KeyError(f"{path}: the case has no {needed!r} (cases come from pipeline.data.nifti)")
-            arr = load_slice(path, int(d[self.slice_key]), int(d[self.axis_key]), self.cache_size)
-            d[key] = MetaTensor(torch.from_numpy(np.ascontiguousarray(arr)[None]),
-                                meta={"filename_or_obj": str(path), "spatial_shape": np.asarray(arr.shape)})
+            arr = load_slice(path, int(d[self.slice_key]), int(d[self.axis_key]), self.cache_size, self.context)
+            arr = arr if self.context else arr[None]
+            d[key] = MetaTensor(torch.from_numpy(np.ascontiguousarray(arr)),
+                                meta={"filename_or_obj": str(path), "spatial_shape": np.asarray(arr.shape[1:])})
         return d
