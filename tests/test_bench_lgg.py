@@ -75,3 +75,32 @@ def test_compare_pairs_the_recipe_with_the_plain_loop_by_patient(tmp_path):
     _study_run(other / "intensity_norm=patient,fold=0", {"A": 0.3, "B": 0.6})
     _study_run(other / "intensity_norm=patient,fold=1", {"C": 0.4, "D": 1.0})
     assert bench_lgg.compare(results, other)["recipe"]["intensity_norm=patient"]["minus_plain"] == pytest.approx(0.025)
+
+
+def test_lgg_as_nifti_stacks_each_patients_flair_slices_and_masks_in_order(tmp_path):
+    """pipeline.bench.lgg_as_nifti: one MSD volume per patient, FLAIR (channel 1) slice k at index k - 1 of axis 2
+    (slice numbers sorted as numbers), labels 0/1; the NIfTI reader then finds every slice of every patient."""
+    import nibabel as nib
+    from PIL import Image
+
+    from pipeline.bench import lgg_as_nifti
+    from pipeline.data import DatasetError, nifti
+
+    root = write_lgg(tmp_path / "kaggle_3m", n_cases=2)
+    out = tmp_path / "msd"
+    patients = lgg_as_nifti.convert(root, out)
+    lgg_cases = find_cases("lgg", root)
+    assert patients == sorted({c["group"] for c in lgg_cases})
+    for patient in patients:
+        slices = [c for c in lgg_cases if c["group"] == patient]
+        image = np.asarray(nib.load(out / "imagesTr" / f"{patient}.nii.gz").dataobj)
+        label = np.asarray(nib.load(out / "labelsTr" / f"{patient}.nii.gz").dataobj)
+        assert image.shape == label.shape == (256, 256, len(slices))
+        assert [c["slice"] for c in slices] == list(range(1, len(slices) + 1))
+        for k, c in enumerate(slices):
+            np.testing.assert_array_equal(image[..., k], np.asarray(Image.open(c["image"]))[..., 1])
+            np.testing.assert_array_equal(label[..., k], np.asarray(Image.open(c["label"])) > 127)
+        assert set(np.unique(label)) == {0, 1}
+    assert len(nifti.find_cases(out)) == len(lgg_cases)
+    with pytest.raises(DatasetError, match="msd: not empty"):
+        lgg_as_nifti.convert(root, out)
