@@ -143,9 +143,10 @@ def select_for_checkpoint(cases: list[dict], split: str, ckpt: str | None = None
     # volume is sliced
     key, ids = ("group", set(doc["groups"][split])) if "groups" in doc else ("case_id", set(doc[split]))
     chosen = [c for c in cases if str(c.get(key, c["case_id"])) in ids]
-    missing = len(ids) - len(chosen)
+    missing = len(ids - {str(c.get(key, c["case_id"])) for c in chosen})
+    unit = "patients / volumes" if key == "group" else "cases"
     log.info("%s split: %d cases from %s%s", split, len(chosen), saved,
-             f" ({missing} of its cases are not in this dataset)" if missing else "")
+             f" ({missing} of its {unit} are not in this dataset)" if missing else "")
     if not chosen:
         raise ValueError(f"none of the {len(ids)} {split} cases listed in {saved} is in this dataset; "
                          "pass --split all to score every case of it")
