@@ -87,6 +87,27 @@ def test_records_name_settings_the_old_hand_kept_list_missed():
     assert "train_sampler" not in lgg  # a component: recorded as written, in provenance
 
 
+def test_components_read_model_settings_as_restored():
+    """Evaluate and inference restore a model's settings into ``resolved`` (pipeline.runs.resolve); a transform or
+    engine part that read ``@<setting>`` itself would take the bundle's default instead (NIfTI's reader once fed a
+    ``--context_slices 0`` model three channels). Settings may refer to each other: they are restored together."""
+    import re
+
+    from pipeline.bundles import COMPONENT_KEYS, own_part
+    from pipeline.runs import MODEL_SETTINGS
+
+    parts = {f"configs/engine.json#{k}": v for k, v in json.loads((ROOT / "configs/engine.json").read_text()).items()
+             if k != "settings"}
+    for bundle in ("ph2", "lgg", "dsb2018", "nifti"):
+        own = own_part(json.loads((ROOT / "bundles" / f"{bundle}.json").read_text()))
+        parts.update({f"bundles/{bundle}.json#{k}": v for k, v in own.items()
+                      if k in COMPONENT_KEYS or isinstance(v, (dict, list))})
+    direct = [f"{where} reads @{key}" for where, value in parts.items() for key in MODEL_SETTINGS
+              if re.search(rf"@{key}(?![\w#])", json.dumps(value))]
+    assert direct == [], "use @resolved['<setting>']: " + "; ".join(direct)
+    assert any("context_slices" in json.dumps(v) for k, v in parts.items() if k.endswith("nifti.json#load_image"))
+
+
 @pytest.fixture(scope="module")
 def trained_otherwise(tmp_path_factory):
     """A PH2 model trained with a non-default network and non-default preprocessing and post-processing."""
