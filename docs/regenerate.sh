@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate every table and figure README.md and docs/ publish, at HEAD, from the shared data. Not a test: on the
-# 2-core CPU machine it takes about 20 hours (sections below give their share). Every step resumes or skips what is
+# 2-core CPU machine it takes about 22 hours (sections below give their share). Every step resumes or skips what is
 # done (studies and cross-validations skip finished runs and folds), so the script can be stopped and started again.
 #
 #   bash docs/regenerate.sh [SECTION ...]     sections: results cv curves studies recipes performance gallery (default: all)
@@ -33,7 +33,7 @@ for section in $sections; do
         train_and_test dsb2018 "$DSB" runs/final/dsb2018 --invert_bright_background False  # published with bundle 0.10
         OMP_NUM_THREADS=1 train_and_test lgg "$LGG" runs/final/lgg  # published with one thread
         ;;
-    cv)  # docs/accuracy.md and README's cross-validation paragraphs (about 6 h)
+    cv)  # docs/accuracy.md and README's cross-validation paragraphs (about 8 h)
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --output_dir runs/cv/ph2-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --seed 1 --output_dir runs/cv/ph2-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold runs/cv/ph2-unet-5fold-seed1 --out docs/accuracy.md
@@ -70,6 +70,15 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1-2threads  # the 60-epoch arm of seed 1 at this script's two threads
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120-seed1 --against runs/cv/lgg-unet-5fold-seed1-2threads  # README, LGG: the second seed (one run per arm)
         python -m pipeline.bench.accuracy --pooled --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads  # README, Cross-validation: ten fold models
+        # README, NIfTI: kaggle_3m's FLAIR channel as an MSD NIfTI set (outside the project), single slice against 2.5D, one thread each
+        [ -d /tmp/lgg_flair_nifti ] || python -m pipeline.bench.lgg_as_nifti --output_dir /tmp/lgg_flair_nifti
+        for c in 0 1; do
+            OMP_NUM_THREADS=1 python -m monai.bundle run cross_validation --config_file bundles/nifti.json --dataset_dir /tmp/lgg_flair_nifti --context_slices $c --output_dir runs/cv/nifti-lgg-flair-c$c
+            for s in 1 2; do
+                OMP_NUM_THREADS=1 python -m monai.bundle run cross_validation --config_file bundles/nifti.json --dataset_dir /tmp/lgg_flair_nifti --context_slices $c --seed $s --output_dir runs/cv/nifti-lgg-flair-c$c-seed$s
+            done
+        done
+        python -m pipeline.bench.accuracy --cv runs/cv/nifti-lgg-flair-c1 runs/cv/nifti-lgg-flair-c1-seed1 runs/cv/nifti-lgg-flair-c1-seed2 --against runs/cv/nifti-lgg-flair-c0 runs/cv/nifti-lgg-flair-c0-seed1 runs/cv/nifti-lgg-flair-c0-seed2
         ;;
     curves)  # docs/learning_curve.md and its figures (about 2 h; needs cv: the full points are its folders)
         python -m pipeline.bench.learning_curve --config_file bundles/dsb2018.json --dataset_dir "$DSB" --full runs/cv/dsb2018-unet-5fold --fractions 0.25 0.5 --target 0.86 --out docs/learning_curve.md --invert_bright_background False

@@ -301,8 +301,9 @@ def test_bundle_loading_binarises_multiclass_labels(nifti_dir, tmp_path):
     case = next(c for c in nifti.find_cases(d) if c["group"] == "organ_001" and c["slice"] == k)
     out = load(dict(case))
     np.testing.assert_array_equal(out["label"].numpy()[0], multi[..., k] > 0)
-    img = out["image"].numpy()  # the slice between its neighbours, normalised together (one modality)
-    src = nifti.slab(nib.load(case["image"]).get_fdata(dtype=np.float32), k, 2, context=1)
+    img = out["image"].numpy()  # with context_slices, the slice between its neighbours, normalised together
+    src = nifti.slab(nib.load(case["image"]).get_fdata(dtype=np.float32), k, 2,
+                     context=parser.get_parsed_content("context_slices"))
     assert img.shape == src.shape and abs(img[src != 0].mean()) < 1e-4 and abs(img[src != 0].std() - 1) < 1e-3
 
     parser = ConfigParser()

@@ -23,7 +23,7 @@ SETUP = {
     "ph2": (6, {"image_size": 64, "roi_size": [64, 64]}),
     "dsb2018": (6, {"roi_size": [64, 64]}),
     "lgg": (3, {"image_size": 64, "roi_size": [64, 64], "val_fraction": 0.34, "test_fraction": 0.34}),
-    "nifti": (3, {"roi_size": [64, 64], "val_fraction": 0.34, "test_fraction": 0.34}),
+    "nifti": (3, {"roi_size": [64, 64], "val_fraction": 0.34, "test_fraction": 0.34, "context_slices": 1}),  # 2.5D
 }
 
 
