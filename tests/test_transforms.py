@@ -177,3 +177,40 @@ def test_inverted_tissue_gets_a_black_background_with_median_to_zero():
     dark = 1.0 - img
     torch.testing.assert_close(InvertBrightBackgroundd(keys="image", median_to_zero=True)({"image": dark})["image"],
                                dark)
+
+
+@pytest.mark.parametrize("resize", [False, True])
+def test_invert_to_source_is_invertd_without_its_warning(resize):
+    import warnings
+
+    from monai.data import MetaTensor
+    from monai.transforms import Compose, InvertibleTransform, Invertd, MapTransform, Resized, ScaleIntensityd
+
+    from pipeline.transforms import InvertToSourced
+
+    steps = [ScaleIntensityd(keys="image")] + ([Resized(keys="image", spatial_size=(8, 8))] if resize else [])
+    pre = Compose(steps)
+    image = MetaTensor(torch.rand(1, 16, 12), meta={"filename_or_obj": "case.png"})
+    d = pre({"image": image})
+    d["pred"] = MetaTensor(torch.rand(1, *d["image"].shape[1:]))  # a network output: its own, empty metadata
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = InvertToSourced(keys="pred", transform=pre, orig_keys="image", nearest_interp=False)(dict(d))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        monais = Invertd(keys="pred", transform=pre, orig_keys="image", nearest_interp=False)(dict(d))
+    assert not [w for w in caught if "invertible" in str(w.message)]
+    assert ours["pred"].shape == (1, 16, 12)  # back on the source grid either way
+    torch.testing.assert_close(ours["pred"].as_tensor(), monais["pred"].as_tensor())
+    assert ours["pred"].meta["filename_or_obj"] == "case.png"  # the image's metadata, as Invertd gives it
+
+    class WarnsOnInverse(MapTransform, InvertibleTransform):
+        def __call__(self, data):
+            return data
+
+        def inverse(self, data):
+            warnings.warn("another warning")
+            return data
+
+    with pytest.warns(UserWarning, match="another warning"):  # every other warning still reaches the user
+        InvertToSourced(keys="pred", transform=Compose([WarnsOnInverse(keys="image")]), orig_keys="image")(dict(d))
