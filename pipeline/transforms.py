@@ -267,12 +267,14 @@ class InvertToSourced(Invertd):
     """MONAI's ``Invertd``, quiet when the preprocessing has no invertible step. LGG, DSB2018 and NIfTI keep the
     source grid, so there is nothing to resample, yet ``Invertd`` must still give the prediction the image's metadata;
     MONAI's ``Compose.inverse`` then warned once per image (1,388 lines in one LGG cross-validation's log, burying
-    the scores). Every other warning passes."""
+    the scores). The filter for that one message is installed when the transform is built, not around each call:
+    changing the filters resets Python's once-per-location record, so a per-call ``catch_warnings`` would repeat every
+    once-a-run warning (skimage's, from the small-object removal that follows) for every image. Every other warning
+    passes."""
 
-    def __call__(self, data):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="inverse has been called but no invertible transforms")
-            return super().__call__(data)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        warnings.filterwarnings("ignore", message="inverse has been called but no invertible transforms")
 
 
 class SplitUncertaintyd(MapTransform):

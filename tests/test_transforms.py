@@ -214,3 +214,26 @@ def test_invert_to_source_is_invertd_without_its_warning(resize):
 
     with pytest.warns(UserWarning, match="another warning"):  # every other warning still reaches the user
         InvertToSourced(keys="pred", transform=Compose([WarnsOnInverse(keys="image")]), orig_keys="image")(dict(d))
+
+
+def test_invert_to_source_keeps_once_a_run_warnings_once():
+    """A warning shown once per location (Python's default) stays once however many images are inverted."""
+    import warnings
+
+    from monai.data import MetaTensor
+    from monai.transforms import Compose, ScaleIntensityd
+
+    from pipeline.transforms import InvertToSourced
+
+    pre = Compose([ScaleIntensityd(keys="image")])
+    invert = InvertToSourced(keys="pred", transform=pre, orig_keys="image")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # once per location, as outside pytest
+        invert_filter = ("ignore", "inverse has been called but no invertible transforms")
+        warnings.filterwarnings(*invert_filter)  # what building the transform installs (pytest resets filters)
+        for _ in range(4):
+            d = pre({"image": MetaTensor(torch.rand(1, 8, 8))})
+            d["pred"] = MetaTensor(torch.rand(1, 8, 8))
+            invert(d)
+            warnings.warn("shown once a run", FutureWarning)  # as skimage's, after each image's inversion
+    assert [str(w.message) for w in caught] == ["shown once a run"]
