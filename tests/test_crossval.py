@@ -71,6 +71,24 @@ def test_choices_are_kept_only_where_they_raise_the_out_of_fold_mean(tmp_path):
     assert all(t["change"] <= 0 for t in doc["trials"] if t["setting"] in ("checkpoint", "flip_tta", "rot90_tta"))
 
 
+@pytest.mark.parametrize("missed_pixels, kept", [(1, False), (400, True)])
+def test_a_rise_within_min_gain_is_a_tie_that_keeps_the_setting_in_place(tmp_path, missed_pixels, kept):
+    """``last.pt`` finds a large lesion whole where ``best.pt`` misses some pixels of it in one case of six: one pixel
+    raises the mean IoU by about 0.00002 (a tie, best.pt stays), 400 by about 0.006 (last.pt is kept)."""
+    truth = _disc(160, 160, r=60, cy=80, cx=80)  # 11,300 px
+    whole = [(f"c{k}", np.where(truth, 200, 10), truth) for k in range(6)]
+    missing = np.where(truth, 200, 10)
+    missing.reshape(-1)[np.flatnonzero(truth)[:missed_pixels]] = 10
+    best = [("c0", missing, truth)] + whole[1:]
+    variants = {("best.pt", False, False): [_variant(tmp_path / "b", best)],
+                ("last.pt", False, False): [_variant(tmp_path / "l", whole)]}
+    doc = crossval.choose(variants, grouped=False)
+    trial = next(t for t in doc["trials"] if t["setting"] == "checkpoint")
+    assert trial["change"] > 0 and (trial["change"] > crossval.MIN_GAIN) is kept
+    assert trial["kept"] is kept and doc["chosen"]["checkpoint"] == ("last.pt" if kept else "best.pt")
+    assert doc["min_gain"] == crossval.MIN_GAIN
+
+
 def test_the_largest_3d_component_is_tried_per_patient_volume(tmp_path):
     """A tumour across two slices and a false blob alone on a third: per slice the blob is its slice's largest
     component, in 3D it is not, so only the volume's largest component removes it (and raises the volume Dice)."""
