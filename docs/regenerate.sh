@@ -37,6 +37,7 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --output_dir runs/cv/ph2-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --seed 1 --output_dir runs/cv/ph2-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold runs/cv/ph2-unet-5fold-seed1 --out docs/accuracy.md
+        python -m pipeline.bench.accuracy --pooled --cv runs/cv/ph2-unet-5fold runs/cv/ph2-unet-5fold-seed1  # README, Cross-validation: ten fold models
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 3 --dataset_dir "$PH2" --output_dir runs/cv/ph2-unet-3fold
         python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold --against runs/cv/ph2-unet-3fold
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --hair_prob 0.5 --output_dir runs/cv/ph2-unet-5fold-hair05

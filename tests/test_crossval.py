@@ -3,6 +3,7 @@ where they raise the out-of-fold mean, and the folder used as one ensemble model
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -228,6 +229,9 @@ def test_the_accuracy_report_scores_the_plain_loop_on_the_same_folds(cross_valid
     doc = accuracy.merged(accuracy.merged("", other), text)
     assert doc.startswith(accuracy.TITLE) and doc.index("## ph2:") < doc.index("## dsb2018:")
     assert accuracy.merged(doc, text) == doc and "0.123" in doc
+    link = cv.parent / "linked_cv"  # a symlinked runs/ keeps its own path in the regenerate commands
+    link.symlink_to(cv, target_is_directory=True)
+    assert accuracy.cv_command(accuracy.report(link, epochs=1, size=32)).endswith(f"--output_dir {os.path.relpath(link)}")
 
 
 def test_a_list_of_checkpoints_infers_as_the_folder_does(cross_validated, tmp_path):

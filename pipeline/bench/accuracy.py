@@ -156,7 +156,8 @@ def _report_one(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
     ours = doc["oof_score"]["per_unit"]
     cv_seconds = sum(json.loads((cv / f"fold_{k}" / "metrics.json").read_text()).get("train_seconds", 0)
                      for k in range(folds))
-    return {"cv": str(cv.resolve()), "folds": folds, "bundle_file": doc["bundle_file"], "overrides": doc["overrides"],
+    # absolute, not resolved: a runs/ that is a symlink stays runs/ in the regenerate commands
+    return {"cv": str(cv.absolute()), "folds": folds, "bundle_file": doc["bundle_file"], "overrides": doc["overrides"],
             "chosen": doc["chosen"], "trials": doc["trials"], "metric": doc["oof_score"]["metric"],
             "unit": doc["oof_score"]["unit"],
             "bundle": _summary(ours.values()), "plain": _summary(plain_scores.values()), "runs": 1,
