@@ -14,10 +14,10 @@ Each fold model then predicts its own test fold (out-of-fold) with ``best.pt`` a
 augmentation off and on (then 90-degree rotations on top of the chosen pair), keeping the foreground probability
 (``<cv>/fold_<k>/oof-<ckpt>-tta<0|1>[-rot90]/probabilities``). On these out-of-fold probabilities, one setting at a
 time and in this order, each choice is kept only where it raises the out-of-fold mean of the bundle's key metric
-(per image IoU; per patient volume Dice with ``group_metrics``) by more than ``MIN_GAIN``: the checkpoint (``best.pt`` unless ``last.pt``
-scores higher), flip TTA, rot90 TTA, the threshold, the
-minimum object size, keeping the largest component, filling holes, and for volumes keeping the largest 3D component
-of each patient (``volume_largest_component``). Post-processing is the engines' own
+(per image IoU; per patient volume Dice with ``group_metrics``) by more than ``MIN_GAIN``: the checkpoint
+(``best.pt`` unless ``last.pt`` scores higher), flip TTA, rot90 TTA, the threshold, the minimum object size,
+keeping the largest component, filling holes, and for volumes keeping the largest 3D component of each patient
+(``volume_largest_component``). Post-processing is the engines' own
 (:func:`pipeline.transforms.lesion_postprocessing`). ``<cv>/crossval.json`` records the folds, every trial (mean,
 paired bootstrap CI of the change, kept or not), the chosen settings and the out-of-fold score with the chosen
 settings (mean, median, n and bootstrap CI); ensemble inference applies the chosen settings without flags.
