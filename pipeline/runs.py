@@ -164,8 +164,9 @@ def _git_commit(root: Path) -> dict:
 
 
 def provenance(bundle_file: str | None = None) -> dict:
-    """Package versions, the git commit of this checkout (and whether it had uncommitted changes) and the bundle
-    file with its components as written (readers, augmentation, samplers: what a setting cannot say)."""
+    """Package versions, the git commit of this checkout (and whether it had uncommitted changes), the host (platform,
+    CPUs and torch's thread count, which sets the float summation order and so the last digits of a CPU run) and the
+    bundle file with its components as written (readers, augmentation, samplers: what a setting cannot say)."""
     from importlib import metadata
 
     def version(name: str) -> str | None:
@@ -176,8 +177,11 @@ def provenance(bundle_file: str | None = None) -> dict:
 
     import platform
 
+    import torch
+
     info = {"package": {n: version(n) for n in ("segpipe", "monai", "torch", "pytorch-ignite", "numpy")},
-            "python": platform.python_version(), **_git_commit(Path(__file__).resolve().parents[1])}
+            "python": platform.python_version(), **_git_commit(Path(__file__).resolve().parents[1]),
+            "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}}
     if bundle_file and Path(bundle_file).is_file():
         from .bundles import COMPONENT_KEYS, own_part
 

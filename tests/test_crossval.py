@@ -232,6 +232,10 @@ def test_the_accuracy_report_scores_the_plain_loop_on_the_same_folds(cross_valid
     link = cv.parent / "linked_cv"  # a symlinked runs/ keeps its own path in the regenerate commands
     link.symlink_to(cv, target_is_directory=True)
     assert accuracy.cv_command(accuracy.report(link, epochs=1, size=32)).endswith(f"--output_dir {os.path.relpath(link)}")
+    # the folds' own thread count (it sets the float summation order) leads each regenerate command
+    threads = json.loads((cv / "fold_0" / "config.json").read_text())["provenance"]["host"]["torch_threads"]
+    assert threads >= 1 and all(c.startswith(f"OMP_NUM_THREADS={threads} python -m monai.bundle run cross_validation")
+                                for c in accuracy.cv_commands(both))
 
 
 def test_a_list_of_checkpoints_infers_as_the_folder_does(cross_validated, tmp_path):

@@ -2,11 +2,13 @@
 model was trained from that record."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from pipeline import bundles
 from pipeline.data.synthetic import write_ph2
@@ -129,6 +131,7 @@ def test_run_records_settings_overrides_and_provenance(trained_otherwise):
     prov = doc["provenance"]
     assert prov["package"]["monai"] and prov["package"]["torch"] and prov["bundle_file"] == "bundles/ph2.json"
     assert len(prov["git_commit"] or "") in (0, 40)
+    assert prov["host"]["torch_threads"] == torch.get_num_threads() and prov["host"]["cpus"] == os.cpu_count()
     assert [t["_target_"] for t in prov["components"]["load_image"]][0] == "LoadImaged"
 
 

@@ -12,7 +12,8 @@ validates on its validation cases and predicts its test fold, so both sides are 
 with the same metric (:mod:`pipeline.metrics`, per image; thresholded masks at source resolution). The fold results
 are kept in ``<cv>/plain/`` (a stopped report resumes at its next fold). The report gives, per side, the out-of-fold
 mean, median and 95% bootstrap CI, the paired bootstrap CI of the difference (:mod:`pipeline.bench.stats`), the wall
-time and the machine. Units are images (IoU), or patients for LGG (volume Dice); ``--out`` keeps one section per
+time and the machine, and the commands that regenerate it (each cross-validation's with the torch thread count its
+folds recorded). Units are images (IoU), or patients for LGG (volume Dice); ``--out`` keeps one section per
 bundle in the file, so the three commands (PH2, LGG, DSB2018) write one report.
 """
 
@@ -129,7 +130,7 @@ def report(cvs, epochs: int | None = None, **plain_kwargs) -> dict:
 
     ours, plain = mean_over_runs("bundle_units"), mean_over_runs("plain_units")
     return {**first, "cv": [r["cv"] for r in runs], "runs": len(runs), "seeds": [r["seed"] for r in runs],
-            "overrides_per_run": [r["overrides"] for r in runs],
+            "overrides_per_run": [r["overrides"] for r in runs], "threads_per_run": [r["threads"] for r in runs],
             "per_run": [{"seed": r["seed"], "bundle": r["bundle"]["mean"], "plain": r["plain"]["mean"],
                          "difference": r["difference"]["mean"]} for r in runs],
             "bundle": _summary(ours.values()), "plain": _summary(plain.values()),
@@ -144,7 +145,8 @@ def _report_one(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
     if "oof_score" not in doc:
         raise SystemExit(f"error: {cv}: the cross-validation has not finished; run it again to complete it")
     folds = doc["folds"]
-    record = json.loads((cv / "fold_0" / "config.json").read_text())["hyperparameters"]
+    fold_record = json.loads((cv / "fold_0" / "config.json").read_text())
+    record = fold_record["hyperparameters"]
     epochs = epochs or int(record["epochs"])
     (cv / "plain").mkdir(exist_ok=True)
     params = {"epochs": epochs, "size": 256, "lr": 1e-3, "batch_size": 8, "seed": int(record.get("seed", 0)),
@@ -162,6 +164,7 @@ def _report_one(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
             "unit": doc["oof_score"]["unit"],
             "bundle": _summary(ours.values()), "plain": _summary(plain_scores.values()), "runs": 1,
             "seed": int(record.get("seed", 0)), "bundle_units": ours, "plain_units": plain_scores,
+            "threads": fold_record.get("provenance", {}).get("host", {}).get("torch_threads"),
             "difference": {k: v for k, v in paired_difference(ours, plain_scores).items() if k != "units"},
             "bundle_train_s": round(cv_seconds, 1), "plain_train_s": round(sum(r["train_s"] for r in plain), 1),
             "plain_params": plain[0]["params"], "machine": {"platform": platform.platform(),
@@ -300,18 +303,21 @@ def cv_commands(res: dict) -> list[str]:
     """The cross-validation commands that made the report's folders."""
     if res.get("runs", 1) == 1:
         return [cv_command(res)]
-    return [cv_command({**res, "cv": cv, "overrides": o}) for cv, o in zip(res["cv"], res["overrides_per_run"])]
+    return [cv_command({**res, "cv": cv, "overrides": o, "threads": t})
+            for cv, o, t in zip(res["cv"], res["overrides_per_run"], res["threads_per_run"])]
 
 
 def cv_command(res: dict) -> str:
-    """The cross-validation command that made ``res['cv']``, paths relative to the working directory."""
+    """The cross-validation command that made ``res['cv']``, paths relative to the working directory, with the torch
+    thread count its folds recorded (runs made before the record held it: none)."""
     from pipeline.crossval import cli_args
 
     def rel(v):
         return os.path.relpath(v) if isinstance(v, str) and os.path.isabs(v) else v
 
     overrides = {k: rel(v) for k, v in res["overrides"].items()}
-    return " ".join(["python -m monai.bundle run cross_validation --config_file", res["bundle_file"], "--folds",
+    threads = [f"OMP_NUM_THREADS={res['threads']}"] if res.get("threads") else []
+    return " ".join([*threads, "python -m monai.bundle run cross_validation --config_file", res["bundle_file"], "--folds",
                      str(res["folds"]), *cli_args(overrides), "--output_dir", rel(res["cv"])])
 
 
