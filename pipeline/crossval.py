@@ -162,6 +162,7 @@ def run(bundle_file: str, settings: dict, output_dir: str) -> dict:
     doc = read(out) if (out / CV_FILE).is_file() else {}
     if doc:
         check_resumable(out, doc, folds, overrides, settings)
+    previous = doc.get("chosen")
     doc = {"bundle_file": bundle_file, "folds": folds, "overrides": _jsonable(overrides), "fold_runs": {}}
     _write(out, doc)
     for k in range(folds):
@@ -173,6 +174,9 @@ def run(bundle_file: str, settings: dict, output_dir: str) -> dict:
         return [_predict_oof(bundle_file, out / f"fold_{k}", ckpt, flip, rot90) for k in range(folds)]
 
     doc.update(choose(variant, grouped=grouped, key_metric=key))
+    if previous and previous != doc["chosen"]:  # the same predictions, another rule (MIN_GAIN) or a changed fold
+        logger.warning("%s: the choices differ from the folder's earlier record: %s", out, ", ".join(
+            f"{k} {previous.get(k)} -> {v}" for k, v in doc["chosen"].items() if previous.get(k) != v))
     c = doc["chosen"]
     _write_oof(out, variant(c["checkpoint"], c["flip_tta"], c["rot90_tta"]), c)
     _write(out, doc)

@@ -164,10 +164,16 @@ def test_saved_probabilities_reproduce_the_evaluation(cross_validated):
 
 
 def test_a_second_run_skips_the_finished_folds(cross_validated):
+    record = cross_validated["cv"] / "crossval.json"
+    chosen = json.loads(record.read_text())["chosen"]
+    # as if the folder had been chosen by an earlier rule: the rerun makes the choices again and says what changed
+    record.write_text(json.dumps({**json.loads(record.read_text()),
+                                  "chosen": {**chosen, "fill_holes": not chosen["fill_holes"]}}))
     again = run_bundle(*cross_validated["args"], timeout=600)
-    doc = json.loads((cross_validated["cv"] / "crossval.json").read_text())
-    assert doc["fold_runs"] == {"0": "done", "1": "done"}
+    doc = json.loads(record.read_text())
+    assert doc["fold_runs"] == {"0": "done", "1": "done"} and doc["chosen"] == chosen
     assert "training (new)" not in again.stdout + again.stderr
+    assert f"fill_holes {not chosen['fill_holes']} -> {chosen['fill_holes']}" in again.stdout + again.stderr
 
 
 def test_other_settings_for_an_existing_folder_are_an_error(cross_validated):
