@@ -163,10 +163,20 @@ def _git_commit(root: Path) -> dict:
         return {"git_commit": None, "git_dirty": None}
 
 
+def host() -> dict:
+    """Platform, CPUs and torch's thread count (which sets the float summation order and so the last digits of a CPU
+    run)."""
+    import platform
+
+    import torch
+
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+
+
 def provenance(bundle_file: str | None = None) -> dict:
-    """Package versions, the git commit of this checkout (and whether it had uncommitted changes), the host (platform,
-    CPUs and torch's thread count, which sets the float summation order and so the last digits of a CPU run) and the
-    bundle file with its components as written (readers, augmentation, samplers: what a setting cannot say)."""
+    """Package versions, the git commit of this checkout (and whether it had uncommitted changes), the :func:`host`
+    and the bundle file with its components as written (readers, augmentation, samplers: what a setting cannot
+    say)."""
     from importlib import metadata
 
     def version(name: str) -> str | None:
@@ -177,11 +187,8 @@ def provenance(bundle_file: str | None = None) -> dict:
 
     import platform
 
-    import torch
-
     info = {"package": {n: version(n) for n in ("segpipe", "monai", "torch", "pytorch-ignite", "numpy")},
-            "python": platform.python_version(), **_git_commit(Path(__file__).resolve().parents[1]),
-            "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}}
+            "python": platform.python_version(), **_git_commit(Path(__file__).resolve().parents[1]), "host": host()}
     if bundle_file and Path(bundle_file).is_file():
         from .bundles import COMPONENT_KEYS, own_part
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from pipeline.bench.plain_loop import PlainLoop, reuse_or_run, stacked
 from pipeline.bench.speed import _augment, _load_resized
 from pipeline.bench.stats import bootstrap_ci, paired_difference
+from pipeline.runs import host
 
 
 def _fold(fold_dir: Path) -> tuple[dict, dict]:
@@ -167,9 +167,7 @@ def _report_one(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
             "threads": fold_record.get("provenance", {}).get("host", {}).get("torch_threads"),
             "difference": {k: v for k, v in paired_difference(ours, plain_scores).items() if k != "units"},
             "bundle_train_s": round(cv_seconds, 1), "plain_train_s": round(sum(r["train_s"] for r in plain), 1),
-            "plain_params": plain[0]["params"], "machine": {"platform": platform.platform(),
-                                                            "cpus": os.cpu_count(),
-                                                            "torch_threads": torch.get_num_threads()}}
+            "plain_params": plain[0]["params"], "machine": host()}
 
 
 def _finished(cvs: list[Path]) -> list[dict]:
