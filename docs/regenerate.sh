@@ -73,6 +73,10 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1-2threads  # the 60-epoch arm of seed 1 at this script's two threads
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120-seed1 --against runs/cv/lgg-unet-5fold-seed1-2threads  # README, LGG: the second seed (one run per arm)
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 runs/cv/lgg-unet-5fold-e120-seed1 --against runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads  # README, LGG: 120 against 60 epochs, two seeds per arm, all four on one VM
+        python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 2 --output_dir runs/cv/lgg-unet-5fold-seed2  # the third seed, 60 epochs
+        python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --seed 2 --output_dir runs/cv/lgg-unet-5fold-e120-seed2  # and 120
+        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120-seed2 --against runs/cv/lgg-unet-5fold-seed2  # README, LGG: the third seed (one run per arm)
+        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 runs/cv/lgg-unet-5fold-e120-seed1 runs/cv/lgg-unet-5fold-e120-seed2 --against runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads runs/cv/lgg-unet-5fold-seed2  # README, LGG: three seeds per arm
         python -m pipeline.bench.accuracy --pooled --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads  # README, Cross-validation: ten fold models
         # README, NIfTI: kaggle_3m's FLAIR channel as an MSD NIfTI set (outside the project), single slice against 2.5D, one thread each
         [ -d /tmp/lgg_flair_nifti ] || python -m pipeline.bench.lgg_as_nifti --output_dir /tmp/lgg_flair_nifti
