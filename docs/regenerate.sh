@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate every table and figure README.md and docs/ publish, at HEAD, from the shared data. Not a test: on the
-# 2-core CPU machine it takes about 22 hours (sections below give their share). Every step resumes or skips what is
+# 2-core CPU machine it takes about 32 hours (sections below give their share). Every step resumes or skips what is
 # done (studies and cross-validations skip finished runs and folds), so the script can be stopped and started again.
 #
 #   bash docs/regenerate.sh [SECTION ...]     sections: results cv curves studies recipes performance gallery (default: all)
@@ -33,7 +33,7 @@ for section in $sections; do
         train_and_test dsb2018 "$DSB" runs/final/dsb2018 --invert_bright_background False  # published with bundle 0.10
         OMP_NUM_THREADS=1 train_and_test lgg "$LGG" runs/final/lgg  # published with one thread
         ;;
-    cv)  # docs/accuracy.md and README's cross-validation paragraphs (about 8 h)
+    cv)  # docs/accuracy.md and README's cross-validation paragraphs (about 17 h: 30 cross-validations, the plain loop on 10 of them)
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --output_dir runs/cv/ph2-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --seed 1 --output_dir runs/cv/ph2-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold runs/cv/ph2-unet-5fold-seed1 --out docs/accuracy.md
@@ -64,17 +64,17 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --inverted_median_to_zero true --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-median0-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-median0 runs/cv/dsb2018-unet-5fold-median0-seed1 --against runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # README, DSB2018: black background for inverted images
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --output_dir runs/cv/lgg-unet-5fold
-        # docs/accuracy.md's seed 1 (0.746) was made with one thread; with two, a 2-core VM gave 0.733, with one 0.742 (2026-12-05)
+        # README, LGG: the thread count. Seed 1 at one thread (0.742 on the 2026-12-05 VM) against two (runs/cv/lgg-unet-5fold-seed1-2threads, 0.733)
         OMP_NUM_THREADS=1 python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1
-        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1 --out docs/accuracy.md
+        python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1-2threads  # seed 1 at this script's two threads
+        python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 2 --output_dir runs/cv/lgg-unet-5fold-seed2  # seed 2
+        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads runs/cv/lgg-unet-5fold-seed2 --out docs/accuracy.md
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --output_dir runs/cv/lgg-unet-5fold-e120
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 --against runs/cv/lgg-unet-5fold  # README, LGG: twice the epochs (one run per arm)
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --seed 1 --output_dir runs/cv/lgg-unet-5fold-e120-seed1  # its second seed
-        python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1-2threads  # the 60-epoch arm of seed 1 at this script's two threads
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120-seed1 --against runs/cv/lgg-unet-5fold-seed1-2threads  # README, LGG: the second seed (one run per arm)
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 runs/cv/lgg-unet-5fold-e120-seed1 --against runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads  # README, LGG: 120 against 60 epochs, two seeds per arm, all four on one VM
-        python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 2 --output_dir runs/cv/lgg-unet-5fold-seed2  # the third seed, 60 epochs
-        python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --seed 2 --output_dir runs/cv/lgg-unet-5fold-e120-seed2  # and 120
+        python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --seed 2 --output_dir runs/cv/lgg-unet-5fold-e120-seed2  # its third seed
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120-seed2 --against runs/cv/lgg-unet-5fold-seed2  # README, LGG: the third seed (one run per arm)
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 runs/cv/lgg-unet-5fold-e120-seed1 runs/cv/lgg-unet-5fold-e120-seed2 --against runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads runs/cv/lgg-unet-5fold-seed2  # README, LGG: three seeds per arm
         python -m pipeline.bench.accuracy --pooled --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads  # README, Cross-validation: ten fold models
