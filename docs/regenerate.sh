@@ -104,11 +104,15 @@ for section in $sections; do
         python -m pipeline.bench.lgg --study runs/studies/lgg_intensity
         python -m pipeline.bench.lgg --intensity_norm patient --out runs/bench_lgg_patient --study runs/studies/lgg_intensity
         ;;
-    recipes)  # docs/ph2_recipe.md and docs/lgg_recipe.md's post-processing table (about 1.5 h; needs studies)
+    recipes)  # docs/ph2_recipe.md and docs/lgg_recipe.md's post-processing table (about 2 h; needs studies)
         bash docs/ph2_recipe.sh unet150_s256 --image_size 256 --epochs 150
         bash docs/ph2_recipe.sh unet150_s256_hairs --image_size 256 --epochs 150 --hair_prob 0.5
         bash docs/ph2_recipe.sh unet150_full --image_size 0 --epochs 150
         bash docs/ph2_recipe.sh resunet120 --image_size 384 --network resunet --epochs 120
+        python -m monai.bundle run evaluate --config_file bundles/ph2.json --dataset_dir "$PH2" --ckpt runs/recipe/resunet120/models/best.pt \
+            --split val --flip_tta true --override_recorded true --output_dir runs/recipe/resunet120/val_flip_tta  # its "+ flip TTA" row
+        bash docs/ph2_recipe.sh unet150 --image_size 384 --epochs 150
+        bash docs/ph2_recipe.sh unet60 --image_size 384 --epochs 60
         bash docs/lgg_postprocessing.sh val
         bash docs/lgg_postprocessing.sh test
         ;;
