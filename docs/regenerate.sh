@@ -64,19 +64,19 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --inverted_median_to_zero true --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-median0-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-median0 runs/cv/dsb2018-unet-5fold-median0-seed1 --against runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # README, DSB2018: black background for inverted images
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --output_dir runs/cv/lgg-unet-5fold
-        # README, LGG: the thread count. Seed 1 at one thread (0.742 on the 2026-12-05 VM) against two (runs/cv/lgg-unet-5fold-seed1-2threads, 0.733)
+        # docs/lgg_recipe.md, out-of-fold levers: the thread count. Seed 1 at one thread (0.742 on the 2026-12-05 VM) against two (runs/cv/lgg-unet-5fold-seed1-2threads, 0.733)
         OMP_NUM_THREADS=1 python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 1 --output_dir runs/cv/lgg-unet-5fold-seed1-2threads  # seed 1 at this script's two threads
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --seed 2 --output_dir runs/cv/lgg-unet-5fold-seed2  # seed 2
         python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads runs/cv/lgg-unet-5fold-seed2 --out docs/accuracy.md
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --output_dir runs/cv/lgg-unet-5fold-e120
-        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 --against runs/cv/lgg-unet-5fold  # README, LGG: twice the epochs (one run per arm)
+        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 --against runs/cv/lgg-unet-5fold  # docs/lgg_recipe.md, out-of-fold levers: twice the epochs (one run per arm)
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --seed 1 --output_dir runs/cv/lgg-unet-5fold-e120-seed1  # its second seed
-        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120-seed1 --against runs/cv/lgg-unet-5fold-seed1-2threads  # README, LGG: the second seed (one run per arm)
-        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 runs/cv/lgg-unet-5fold-e120-seed1 --against runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads  # README, LGG: 120 against 60 epochs, two seeds per arm, all four on one VM
+        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120-seed1 --against runs/cv/lgg-unet-5fold-seed1-2threads  # docs/lgg_recipe.md, out-of-fold levers: the second seed (one run per arm)
+        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 runs/cv/lgg-unet-5fold-e120-seed1 --against runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads  # docs/lgg_recipe.md, out-of-fold levers: 120 against 60 epochs, two seeds per arm, all four on one VM
         python -m monai.bundle run cross_validation --config_file bundles/lgg.json --folds 5 --dataset_dir "$LGG" --epochs 120 --seed 2 --output_dir runs/cv/lgg-unet-5fold-e120-seed2  # its third seed
-        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120-seed2 --against runs/cv/lgg-unet-5fold-seed2  # README, LGG: the third seed (one run per arm)
-        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 runs/cv/lgg-unet-5fold-e120-seed1 runs/cv/lgg-unet-5fold-e120-seed2 --against runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads runs/cv/lgg-unet-5fold-seed2  # README, LGG: three seeds per arm
+        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120-seed2 --against runs/cv/lgg-unet-5fold-seed2  # docs/lgg_recipe.md, out-of-fold levers: the third seed (one run per arm)
+        python -m pipeline.bench.accuracy --cv runs/cv/lgg-unet-5fold-e120 runs/cv/lgg-unet-5fold-e120-seed1 runs/cv/lgg-unet-5fold-e120-seed2 --against runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads runs/cv/lgg-unet-5fold-seed2  # docs/lgg_recipe.md, out-of-fold levers: three seeds per arm
         python -m pipeline.bench.accuracy --pooled --cv runs/cv/lgg-unet-5fold runs/cv/lgg-unet-5fold-seed1-2threads  # README, Cross-validation: ten fold models
         # README, NIfTI: kaggle_3m's FLAIR channel as an MSD NIfTI set (outside the project), single slice against 2.5D, one thread each
         [ -d /tmp/lgg_flair_nifti ] || python -m pipeline.bench.lgg_as_nifti --output_dir /tmp/lgg_flair_nifti
