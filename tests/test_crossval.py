@@ -226,6 +226,10 @@ def test_the_accuracy_report_scores_the_plain_loop_on_the_same_folds(cross_valid
     both = accuracy.report([cv, cv], epochs=1, size=32)  # two runs per arm: averaged per case, listed per run
     assert both["runs"] == 2 and len(both["per_run"]) == 2 and both["bundle"]["mean"] == pytest.approx(
         res["bundle"]["mean"]) and "2 runs per arm" in accuracy.markdown(both, "x")
+    # the table's wall time of several runs is their sum, and says so; each run's own is listed with its scores
+    assert both["bundle_train_s"] == pytest.approx(2 * res["bundle_train_s"], abs=0.2)
+    assert "(sum of 2 runs)" in accuracy.markdown(both, "x") and "(sum of" not in accuracy.markdown(res, "x")
+    assert f"({res['bundle_train_s'] / 60:.0f} / {res['plain_train_s'] / 60:.0f} min)" in accuracy.markdown(both, "x")
     tested = {cid for k in range(2) for cid in json.loads((cv / "plain" / f"fold_{k}.json").read_text())["test"]}
     assert tested == set(json.loads((cv / "crossval.json").read_text())["oof_score"]["per_unit"])
     text = accuracy.markdown(res, "python -m pipeline.bench.accuracy --cv X")

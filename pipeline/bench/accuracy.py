@@ -132,7 +132,8 @@ def report(cvs, epochs: int | None = None, **plain_kwargs) -> dict:
     return {**first, "cv": [r["cv"] for r in runs], "runs": len(runs), "seeds": [r["seed"] for r in runs],
             "overrides_per_run": [r["overrides"] for r in runs], "threads_per_run": [r["threads"] for r in runs],
             "per_run": [{"seed": r["seed"], "bundle": r["bundle"]["mean"], "plain": r["plain"]["mean"],
-                         "difference": r["difference"]["mean"]} for r in runs],
+                         "difference": r["difference"]["mean"], "bundle_train_s": r["bundle_train_s"],
+                         "plain_train_s": r["plain_train_s"]} for r in runs],
             "bundle": _summary(ours.values()), "plain": _summary(plain.values()),
             "difference": {k: v for k, v in paired_difference(ours, plain).items() if k != "units"},
             "bundle_units": ours, "plain_units": plain,
@@ -319,6 +320,13 @@ def cv_command(res: dict) -> str:
                      str(res["folds"]), *cli_args(overrides), "--output_dir", rel(res["cv"])])
 
 
+def _minutes(run: dict) -> str:
+    """A run's training wall times, bundle / plain loop (records made before they were kept per run: none)."""
+    if "bundle_train_s" not in run:
+        return ""
+    return f" ({run['bundle_train_s'] / 60:.0f} / {run['plain_train_s'] / 60:.0f} min)"
+
+
 def markdown(res: dict, command: str) -> str:
     b, p, d = res["bundle"], res["plain"], res["difference"]
     lo, hi = d["ci"]
@@ -337,7 +345,7 @@ def markdown(res: dict, command: str) -> str:
                    f"differences {'agree in sign' if same_sign else 'disagree in sign'}; few runs, so read it as "
                    "evidence, not a settled ranking")
     runs_line = (f"{n_runs} runs per arm (seeds {', '.join(str(r['seed']) for r in per_run)}; per run, bundle / plain: "
-                 + ", ".join(f"{r['bundle']:.3f} / {r['plain']:.3f}" for r in per_run)
+                 + ", ".join(f"{r['bundle']:.3f} / {r['plain']:.3f}" + _minutes(r) for r in per_run)
                  + "); per unit each arm's runs are averaged before the paired bootstrap" if n_runs > 1 else
                  f"One run per arm (seed {per_run[0]['seed']}): the CI is over cases, not over training runs")
     trials = [f"{t['setting']} {t['value']} ({t['change']:+.4f}, {t['change_ci'][0]:+.4f}..{t['change_ci'][1]:+.4f})"
@@ -355,7 +363,7 @@ def markdown(res: dict, command: str) -> str:
         f"{runs_line}.",
         "",
         f"| arm | n ({res['unit']}s) | out-of-fold {METRIC_NAMES[res['metric']]} mean | median | 95% CI "
-        "| training wall time |",
+        f"| training wall time{f' (sum of {n_runs} runs)' if n_runs > 1 else ''} |",
         "| --- | ---: | ---: | ---: | --- | ---: |",
         f"| bundle cross-validation | {b['n']} | {b['mean']:.3f} | {b['median']:.3f} | {b['ci'][0]:.3f}..{b['ci'][1]:.3f}"
         f" | {res['bundle_train_s'] / 60:.0f} min |",
