@@ -226,6 +226,9 @@ def find_record(ckpt) -> Path | None:
 
 def _same(a, b) -> bool:
     def normal(v):
+        # a switch given on the command line is recorded as fire passed it: `--x true` as the string "true"
+        if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+            return v.strip().lower() == "true"
         if isinstance(v, (list, tuple)):
             return [normal(x) for x in v]
         if isinstance(v, dict):

@@ -101,3 +101,8 @@ def test_a_point_made_before_a_default_changed_matches_when_the_old_value_is_pin
     with pytest.raises(SystemExit, match="invert_bright_background=False"):
         lc.check_same_settings(old, stated)
     lc.check_same_settings(old, {**stated, "invert_bright_background": False})
+    # a folder made with `--invert_bright_background true` records fire's string "true": the same value as True
+    typed = [lc.read_point(fake_cv(tmp_path / f"typed{f}", f, n, units, invert="true")) for f, n in ((0.5, 10), (1.0, 20))]
+    lc.check_same_settings(typed, {**stated, "invert_bright_background": True})
+    with pytest.raises(SystemExit, match="invert_bright_background='true' \\(the bench asks for False\\)"):
+        lc.check_same_settings(typed, {**stated, "invert_bright_background": False})
