@@ -89,7 +89,7 @@ for section in $sections; do
         python -m pipeline.bench.accuracy --cv runs/cv/nifti-lgg-flair-c1 runs/cv/nifti-lgg-flair-c1-seed1 runs/cv/nifti-lgg-flair-c1-seed2 --against runs/cv/nifti-lgg-flair-c0 runs/cv/nifti-lgg-flair-c0-seed1 runs/cv/nifti-lgg-flair-c0-seed2
         ;;
     curves)  # docs/learning_curve.md and its figures (about 2 h; needs cv: the full points are its folders)
-        python -m pipeline.bench.learning_curve --config_file bundles/dsb2018.json --dataset_dir "$DSB" --full runs/cv/dsb2018-unet-5fold --fractions 0.25 0.5 --target 0.86 --out docs/learning_curve.md --invert_bright_background False
+        python -m pipeline.bench.learning_curve --config_file bundles/dsb2018.json --dataset_dir "$DSB" --full runs/cv/dsb2018-unet-5fold-invert --fractions 0.25 0.5 --target 0.86 --out docs/learning_curve.md --invert_bright_background true
         python -m pipeline.bench.learning_curve --config_file bundles/ph2.json --dataset_dir "$PH2" --full runs/cv/ph2-unet-5fold --fractions 0.5 --target 0.88 --out docs/learning_curve.md
         python -m pipeline.bench.learning_curve --config_file bundles/lgg.json --dataset_dir "$LGG" --full runs/cv/lgg-unet-5fold --fractions 0.5 --target 0.78 --out docs/learning_curve.md
         ;;
