@@ -28,7 +28,7 @@ train_and_test() {  # bundle, dataset, run folder[, training overrides]: README'
 for section in $sections; do
     echo "=== $section ($(date))"
     case $section in
-    results)  # README, Results (about 1 h)
+    results)  # README, Results (16 min on the 2026-12-06 VM; up to 1 h on slower ones)
         train_and_test ph2 "$PH2" runs/final/ph2
         train_and_test dsb2018 "$DSB" runs/final/dsb2018 --invert_bright_background False  # published with bundle 0.10
         OMP_NUM_THREADS=1 train_and_test lgg "$LGG" runs/final/lgg  # published with one thread
