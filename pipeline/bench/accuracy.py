@@ -321,9 +321,7 @@ def cv_command(res: dict) -> str:
 
 
 def _minutes(run: dict) -> str:
-    """A run's training wall times, bundle / plain loop (records made before they were kept per run: none)."""
-    if "bundle_train_s" not in run:
-        return ""
+    """A run's training wall times, bundle / plain loop."""
     return f" ({run['bundle_train_s'] / 60:.0f} / {run['plain_train_s'] / 60:.0f} min)"
 
 
