@@ -141,7 +141,7 @@ def start(output_dir: str, purpose: str, hyperparameters: dict, dataset: dict | 
 
 RESTORED_FROM = "_restored_from_"
 # what a model was trained with and cannot be evaluated without: a contradicting override is an error
-MODEL_SETTINGS = ("network", "width", "network_kwargs", "in_channels", "out_channels", "image_size", "roi_size",
+MODEL_SETTINGS = ("network", "width", "network_kwargs", "in_channels", "out_channels", "image_size", "zoom", "roi_size",
                   "intensity_norm", "intensity_percentile", "threshold", "flip_tta", "rot90_tta",
                   "keep_largest_component", "fill_holes", "min_lesion_size", "volume_largest_component",
                   "invert_bright_background", "inverted_median_to_zero", "context_slices")
@@ -396,6 +396,11 @@ def check_hyperparameters(hp: dict) -> dict:
     size = hp.get("image_size")
     need(isinstance(size, int) and not isinstance(size, bool) and size >= 0,
          f"--image_size must be 0 (source resolution) or a positive integer, got {size!r}")
+    zoom = hp.get("zoom", 1)
+    need(isinstance(zoom, (int, float)) and not isinstance(zoom, bool) and 0.25 <= zoom <= 4,
+         f"--zoom must be a scale factor from 0.25 to 4 (1: source resolution), got {zoom!r}")
+    if isinstance(size, int) and size > 0 and zoom != 1:
+        need(False, f"--zoom {zoom} and --image_size {size} both set the working resolution: use one of them")
     roi = hp.get("roi_size")
     need(isinstance(roi, (list, tuple)) and len(roi) == 2 and all(isinstance(r, int) and r >= 8 for r in roi),
          f"--roi_size must be two integers >= 8, e.g. [256,256], got {roi!r}")
