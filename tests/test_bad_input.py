@@ -141,6 +141,8 @@ def ph2_hyperparameters():
     ({"key_metric": "val_volume_dice"}, "--key_metric val_volume_dice needs --group_metrics true"),
     ({"cache": "ram"}, "--cache must be memory, disk or none, got 'ram'"),
     ({"min_lesion_size": -5}, "--min_lesion_size must be a whole number of pixels >= 0 \\(0: off\\), got -5"),
+    ({"zoom": 0}, "--zoom must be a scale factor from 0.25 to 4 \\(1: source resolution\\), got 0"),
+    ({"zoom": 2}, "--zoom 2 and --image_size 256 both set the working resolution: use one of them"),
 ])
 def test_bad_overrides_are_named(override, message, ph2_hyperparameters):
     check_hyperparameters(dict(ph2_hyperparameters))  # the bundle's own values pass

@@ -144,3 +144,45 @@ def test_postprocessing_turns_a_hand_set_map_into_the_known_mask(bundle, lesion_
             np.testing.assert_array_equal(mask, expected, err_msg=f"{bundle} {stage}")
     finally:
         os.chdir(cwd)
+
+
+def test_zoom_keeps_label_and_prediction_on_the_image(tmp_path):
+    """``--zoom 2`` (DSB2018 bundle): training sees image and label at twice the size and still on each other; the
+    prediction made at that size comes back to the source grid, where it is scored."""
+    from monai.bundle import ConfigParser
+    from monai.data import MetaTensor
+
+    size = 256
+    yy, xx = np.mgrid[:size, :size]
+    disc = np.hypot(yy - 100, xx - 140) <= 70  # off-centre, so a flip or transpose of one side shows
+    Image.fromarray(np.repeat((disc * 255).astype(np.uint8)[..., None], 3, axis=2)).save(tmp_path / "image.png")
+    Image.fromarray((disc * 255).astype(np.uint8)).save(tmp_path / "label.png")
+    logits, regions = hand_set_logits(size)
+    expected = ((regions["core"] | regions["rim"]) & ~regions["hole"]) | regions["blob"]
+
+    parser = ConfigParser()
+    parser.read_config(ROOT / "bundles" / "dsb2018.json")
+    parser["zoom"], parser["roi_size"] = 2, [512, 512]  # the whole zoomed image in one crop
+    parser["load_label"] = [{"_target_": "LoadImaged", "keys": "label", "image_only": True,  # indexed as the image
+                             "reader": "$monai.data.PILReader(reverse_indexing=False)"},
+                            {"_target_": "EnsureChannelFirstd", "keys": "label"}]
+    case = {"image": str(tmp_path / "image.png"), "label": str(tmp_path / "label.png")}
+    cwd = Path.cwd()
+    try:
+        os.chdir(ROOT)
+        train = parser.get_parsed_content("train#preprocessing")(case)
+        assert tuple(train["image"].shape[1:]) == tuple(train["label"].shape[1:]) == (2 * size, 2 * size)
+        assert set(np.unique(train["label"].numpy())) == {0.0, 1.0}
+        assert overlap(train["image"][0].numpy() > 0.5, train["label"][0].numpy() > 0)[0] > 0.99
+        assert abs(float(train["label"].sum()) - 4 * disc.sum()) < 0.02 * 4 * disc.sum()
+
+        pre, post = (parser.get_parsed_content(f"validate#{k}") for k in ("preprocessing", "postprocessing"))
+        item = pre(case)
+        assert tuple(item["image"].shape[1:]) == (2 * size, 2 * size) and tuple(item["label"].shape[1:]) == (size, size)
+        zoomed = torch.nn.functional.interpolate(logits[None], scale_factor=2, mode="nearest")[0]
+        item["pred"] = MetaTensor(zoomed, meta=dict(item["image"].meta))
+        mask = post(item)["pred"][0].numpy() > 0
+        assert mask.shape == (size, size)
+        assert overlap(mask, expected)[0] > 0.98  # bilinear halving moves only boundary pixels
+    finally:
+        os.chdir(cwd)
