@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate every table and figure README.md and docs/ publish, at HEAD, from the shared data. Not a test: on the
-# 2-core CPU machine it takes about 32 hours (sections below give their share). Every step resumes or skips what is
+# 2-core CPU machine it takes about 33 hours (sections below give their share). Every step resumes or skips what is
 # done (studies and cross-validations skip finished runs and folds), so the script can be stopped and started again.
 #
 #   bash docs/regenerate.sh [SECTION ...]     sections: results cv curves studies recipes performance gallery (default: all)
