@@ -399,8 +399,8 @@ def check_hyperparameters(hp: dict) -> dict:
     zoom = hp.get("zoom", 1)
     need(isinstance(zoom, (int, float)) and not isinstance(zoom, bool) and 0.25 <= zoom <= 4,
          f"--zoom must be a scale factor from 0.25 to 4 (1: source resolution), got {zoom!r}")
-    if isinstance(size, int) and size > 0 and zoom != 1:
-        need(False, f"--zoom {zoom} and --image_size {size} both set the working resolution: use one of them")
+    need(not (isinstance(size, int) and size > 0 and zoom != 1),
+         f"--zoom {zoom} and --image_size {size} both set the working resolution: use one of them")
     roi = hp.get("roi_size")
     need(isinstance(roi, (list, tuple)) and len(roi) == 2 and all(isinstance(r, int) and r >= 8 for r in roi),
          f"--roi_size must be two integers >= 8, e.g. [256,256], got {roi!r}")
