@@ -373,6 +373,11 @@ def check_hyperparameters(hp: dict) -> dict:
 
     for name in ("epochs", "batch_size", "val_interval", "width", "gallery_cases"):
         positive_int(name)
+    for name in ("hair_prob", "affine_prob"):
+        if name in hp:
+            v = hp[name]
+            need(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+                 f"--{name} must be a probability from 0 to 1 (0: off), got {v!r}")
     need(isinstance(hp.get("lr"), (int, float)) and hp["lr"] > 0, f"--lr must be a positive number, got {hp.get('lr')!r}")
     need(hp.get("network") in NETWORKS, f"--network {hp.get('network')!r} is unknown; choose one of: {', '.join(sorted(NETWORKS))}")
     need(hp.get("loss") in LOSSES, f"--loss {hp.get('loss')!r} is unknown; choose one of: {', '.join(sorted(LOSSES))}")
