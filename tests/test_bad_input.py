@@ -143,6 +143,7 @@ def ph2_hyperparameters():
     ({"min_lesion_size": -5}, "--min_lesion_size must be a whole number of pixels >= 0 \\(0: off\\), got -5"),
     ({"zoom": 0}, "--zoom must be a scale factor from 0.25 to 4 \\(1: source resolution\\), got 0"),
     ({"zoom": 2}, "--zoom 2 and --image_size 256 both set the working resolution: use one of them"),
+    ({"affine_prob": 1.5}, "--affine_prob must be a probability from 0 to 1 \\(0: off\\), got 1.5"),
 ])
 def test_bad_overrides_are_named(override, message, ph2_hyperparameters):
     check_hyperparameters(dict(ph2_hyperparameters))  # the bundle's own values pass

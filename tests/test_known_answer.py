@@ -186,3 +186,34 @@ def test_zoom_keeps_label_and_prediction_on_the_image(tmp_path):
         assert overlap(mask, expected)[0] > 0.98  # bilinear halving moves only boundary pixels
     finally:
         os.chdir(cwd)
+
+
+def test_affine_augmentation_moves_image_and_label_together(tmp_path):
+    """``--affine_prob 1`` (PH2 bundle): every training sample is rotated and scaled, the label with its image."""
+    from monai.bundle import ConfigParser
+
+    size = 256
+    yy, xx = np.mgrid[:size, :size]
+    disc = np.hypot(yy - 90, xx - 150) <= 50  # off-centre, so a rotation moves it
+    Image.fromarray(np.repeat((disc * 255).astype(np.uint8)[..., None], 3, axis=2)).save(tmp_path / "image.png")
+    Image.fromarray((disc * 255).astype(np.uint8)).save(tmp_path / "label.png")
+    parser = ConfigParser()
+    parser.read_config(ROOT / "bundles" / "ph2.json")
+    parser["affine_prob"] = 1.0
+    case = {"image": str(tmp_path / "image.png"), "label": str(tmp_path / "label.png")}
+    cwd = Path.cwd()
+    try:
+        os.chdir(ROOT)
+        train = parser.get_parsed_content("train#preprocessing")
+        train.set_random_state(seed=0)
+        moved = []
+        for _ in range(8):
+            item = train(case)
+            image, label = item["image"][0].numpy() > 0.5, item["label"][0].numpy() > 0
+            assert set(np.unique(item["label"].numpy())) <= {0.0, 1.0}  # nearest: the label stays binary
+            assert overlap(image, label)[0] > 0.97  # bilinear image, nearest label: boundary pixels only
+            # the closest of the disc's flips and quarter turns (what the other augmentations can make of it)
+            moved.append(max(overlap(label, np.rot90(d, k))[0] for d in (disc, disc[::-1]) for k in range(4)))
+        assert sum(m < 0.9 for m in moved) >= 5, moved  # rotated off the quarter turns, or scaled
+    finally:
+        os.chdir(cwd)
