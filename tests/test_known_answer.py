@@ -188,8 +188,9 @@ def test_zoom_keeps_label_and_prediction_on_the_image(tmp_path):
         os.chdir(cwd)
 
 
-def test_affine_augmentation_moves_image_and_label_together(tmp_path):
-    """``--affine_prob 1`` (PH2 bundle): every training sample is rotated and scaled, the label with its image."""
+@pytest.mark.parametrize("bundle", ["ph2", "dsb2018"])
+def test_affine_augmentation_moves_image_and_label_together(tmp_path, bundle):
+    """``--affine_prob 1``: every training sample is rotated and scaled, the label with its image."""
     from monai.bundle import ConfigParser
 
     size = 256
@@ -198,7 +199,7 @@ def test_affine_augmentation_moves_image_and_label_together(tmp_path):
     Image.fromarray(np.repeat((disc * 255).astype(np.uint8)[..., None], 3, axis=2)).save(tmp_path / "image.png")
     Image.fromarray((disc * 255).astype(np.uint8)).save(tmp_path / "label.png")
     parser = ConfigParser()
-    parser.read_config(ROOT / "bundles" / "ph2.json")
+    parser.read_config(ROOT / "bundles" / f"{bundle}.json")
     parser["affine_prob"] = 1.0
     case = {"image": str(tmp_path / "image.png"), "label": str(tmp_path / "label.png")}
     cwd = Path.cwd()
