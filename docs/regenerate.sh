@@ -42,6 +42,9 @@ for section in $sections; do
         python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold --against runs/cv/ph2-unet-3fold
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --hair_prob 0.5 --output_dir runs/cv/ph2-unet-5fold-hair05
         python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold-hair05 --against runs/cv/ph2-unet-5fold  # README, Cross-validation: hair augmentation (one run per arm)
+        python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --affine_prob 0.5 --output_dir runs/cv/ph2-unet-5fold-affine05
+        python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --affine_prob 0.5 --seed 1 --output_dir runs/cv/ph2-unet-5fold-affine05-seed1
+        python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold-affine05 runs/cv/ph2-unet-5fold-affine05-seed1 --against runs/cv/ph2-unet-5fold runs/cv/ph2-unet-5fold-seed1  # docs/ph2_recipe.md: rotation and scale augmentation
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background False --output_dir runs/cv/dsb2018-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --seed 1 --invert_bright_background False --output_dir runs/cv/dsb2018-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold runs/cv/dsb2018-unet-5fold-seed1  # bundle 0.10 (docs/dsb2018_recipe.md)
