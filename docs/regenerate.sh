@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate every table and figure README.md and docs/ publish, at HEAD, from the shared data. Not a test: on the
-# 2-core CPU machine it takes about 33 hours (sections below give their share). Every step resumes or skips what is
+# 2-core CPU machine it takes about 34 hours (sections below give their share). Every step resumes or skips what is
 # done (studies and cross-validations skip finished runs and folds), so the script can be stopped and started again.
 #
 #   bash docs/regenerate.sh [SECTION ...]     sections: results cv curves studies recipes performance gallery (default: all)
@@ -33,7 +33,7 @@ for section in $sections; do
         train_and_test dsb2018 "$DSB" runs/final/dsb2018 --invert_bright_background False  # published with bundle 0.10
         OMP_NUM_THREADS=1 train_and_test lgg "$LGG" runs/final/lgg  # published with one thread
         ;;
-    cv)  # docs/accuracy.md and README's cross-validation paragraphs (about 19.5 h: 37 cross-validations, the plain loop on 10 of them)
+    cv)  # docs/accuracy.md and README's cross-validation paragraphs (about 20.5 h: 41 cross-validations, the plain loop on 10 of them)
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --output_dir runs/cv/ph2-unet-5fold
         python -m monai.bundle run cross_validation --config_file bundles/ph2.json --folds 5 --dataset_dir "$PH2" --seed 1 --output_dir runs/cv/ph2-unet-5fold-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/ph2-unet-5fold runs/cv/ph2-unet-5fold-seed1 --out docs/accuracy.md
@@ -72,6 +72,9 @@ for section in $sections; do
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --zoom 2 --seed 0 --output_dir runs/cv/dsb2018-unet-5fold-zoom2
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --zoom 2 --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-zoom2-seed1
         python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-zoom2 runs/cv/dsb2018-unet-5fold-zoom2-seed1 --against runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # docs/dsb2018_recipe.md: twice the resolution
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --affine_prob 0.5 --seed 0 --output_dir runs/cv/dsb2018-unet-5fold-affine05
+        python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --affine_prob 0.5 --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-affine05-seed1
+        python -m pipeline.bench.accuracy --cv runs/cv/dsb2018-unet-5fold-affine05 runs/cv/dsb2018-unet-5fold-affine05-seed1 --against runs/cv/dsb2018-unet-5fold-invert runs/cv/dsb2018-unet-5fold-invert-seed1  # docs/dsb2018_recipe.md: rotation and scale augmentation
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --epochs 200 --seed 0 --output_dir runs/cv/dsb2018-unet-5fold-e200
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --epochs 200 --seed 1 --output_dir runs/cv/dsb2018-unet-5fold-e200-seed1
         python -m monai.bundle run cross_validation --config_file bundles/dsb2018.json --folds 5 --dataset_dir "$DSB" --invert_bright_background true --epochs 200 --seed 2 --output_dir runs/cv/dsb2018-unet-5fold-e200-seed2
