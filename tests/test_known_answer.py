@@ -189,7 +189,7 @@ def test_zoom_keeps_label_and_prediction_on_the_image(tmp_path):
 
 
 @pytest.mark.parametrize("bundle", ["ph2", "dsb2018"])
-def test_affine_augmentation_moves_image_and_label_together(tmp_path, bundle):
+def test_affine_augmentation_moves_image_and_label_together(tmp_path, monkeypatch, bundle):
     """``--affine_prob 1``: every training sample is rotated and scaled, the label with its image."""
     from monai.bundle import ConfigParser
 
@@ -202,19 +202,15 @@ def test_affine_augmentation_moves_image_and_label_together(tmp_path, bundle):
     parser.read_config(ROOT / "bundles" / f"{bundle}.json")
     parser["affine_prob"] = 1.0
     case = {"image": str(tmp_path / "image.png"), "label": str(tmp_path / "label.png")}
-    cwd = Path.cwd()
-    try:
-        os.chdir(ROOT)
-        train = parser.get_parsed_content("train#preprocessing")
-        train.set_random_state(seed=0)
-        moved = []
-        for _ in range(8):
-            item = train(case)
-            image, label = item["image"][0].numpy() > 0.5, item["label"][0].numpy() > 0
-            assert set(np.unique(item["label"].numpy())) <= {0.0, 1.0}  # nearest: the label stays binary
-            assert overlap(image, label)[0] > 0.97  # bilinear image, nearest label: boundary pixels only
-            # the closest of the disc's flips and quarter turns (what the other augmentations can make of it)
-            moved.append(max(overlap(label, np.rot90(d, k))[0] for d in (disc, disc[::-1]) for k in range(4)))
-        assert sum(m < 0.9 for m in moved) >= 5, moved  # rotated off the quarter turns, or scaled
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(ROOT)  # the bundle pulls configs/ by relative path
+    train = parser.get_parsed_content("train#preprocessing")
+    train.set_random_state(seed=0)
+    moved = []
+    for _ in range(8):
+        item = train(case)
+        image, label = item["image"][0].numpy() > 0.5, item["label"][0].numpy() > 0
+        assert set(np.unique(item["label"].numpy())) <= {0.0, 1.0}  # nearest: the label stays binary
+        assert overlap(image, label)[0] > 0.97  # bilinear image, nearest label: boundary pixels only
+        # the closest of the disc's flips and quarter turns (what the other augmentations can make of it)
+        moved.append(max(overlap(label, np.rot90(d, k))[0] for d in (disc, disc[::-1]) for k in range(4)))
+    assert sum(m < 0.9 for m in moved) >= 5, moved  # rotated off the quarter turns, or scaled

@@ -135,8 +135,8 @@ class RunRecorder:
 
 # the settings a run's TensorBoard HParams entry shows (those that tell runs of a study apart)
 HPARAMS = ("bundle_name", "network", "width", "loss", "lr", "weight_decay", "batch_size", "epochs", "image_size",
-           "zoom", "roi_size", "seed", "split_seed", "fold", "folds", "intensity_norm", "hair_prob", "affine_prob", "flip_tta",
-           "rot90_tta", "threshold", "key_metric")
+           "zoom", "roi_size", "seed", "split_seed", "fold", "folds", "intensity_norm", "hair_prob", "affine_prob",
+           "flip_tta", "rot90_tta", "threshold", "key_metric")
 
 
 def clock(seconds: float) -> str:
