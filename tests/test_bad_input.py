@@ -85,6 +85,37 @@ def test_unreadable_image_is_named(broken_ph2, tmp_path):
         chain.append(str(e))
         e = e.__cause__
     assert any("IMD904.bmp" in m for m in chain)
+    # the run's check says it in one line, not with MONAI's tracebacks of every reader it tried
+    with pytest.raises(DatasetError) as info:
+        check_cases([case], load)
+    text = str(info.value)
+    assert text.startswith(f"IMD904: {case['image']} is not a readable image (PIL.UnidentifiedImageError: ")
+    assert "\n" not in text and "Traceback" not in text
+
+
+def test_a_case_failing_in_the_loading_thread_ends_the_loop_with_its_error():
+    """MONAI's ThreadDataLoader prints such an error in its thread and ends the epoch early as if the data had run
+    out (Ignite then restarts it and repeats the first cases); the engines' loader raises it after the cases before
+    it."""
+    from monai.data import Dataset
+
+    from pipeline.data.loader import ThreadDataLoader
+
+    class Unreadable(Dataset):
+        def __getitem__(self, i):
+            if i == 2:
+                raise OSError("case 2: unreadable")
+            return torch.tensor(i)
+
+    seen = []
+    with pytest.raises(OSError, match="case 2: unreadable"):
+        for batch in ThreadDataLoader(Unreadable(list(range(4))), batch_size=1):
+            seen.append(int(batch))
+    assert seen == [0, 1]
+    assert [b.tolist() for b in ThreadDataLoader(Dataset(list(range(3))), batch_size=2, repeats=2)] == [
+        [0, 1], [0, 1], [2], [2]]
+    engine = (ROOT / "configs" / "engine.json").read_text()
+    assert '"_target_": "ThreadDataLoader"' not in engine and engine.count("pipeline.data.loader.ThreadDataLoader") == 3
 
 
 def test_skip_bad_cases_lists_and_counts_them(broken_ph2, tmp_path, caplog):

@@ -126,6 +126,23 @@ def test_evaluate_scores_each_test_case(trained):
     assert len(list(csv.DictReader(open(out_all / "per_case.csv")))) == 8
 
 
+def test_an_unreadable_input_stops_inference_naming_the_file(trained, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.open(ph2.find_cases(trained["data"])[0]["image"]).save(flat / "good.png")
+    (flat / "broken.png").write_bytes(b"not a png")
+    proc = run_bundle("run", "inference", "--config_file", BUNDLE, "--ckpt", trained["run"] / "models" / "best.pt",
+                      "--input_dir", flat, "--output_dir", tmp_path / "out", check=False)
+    assert proc.returncode != 0
+    last = [line for line in proc.stderr.splitlines() if line.strip()][-2:]
+    assert last[0].startswith(f"error: broken: {flat / 'broken.png'} is not a readable image (PIL."), last
+    assert "--skip_bad_cases true" in last[0] and "PIPELINE_TRACEBACK" in last[1]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out" / "masks").exists()
+    run_in_process("inference", ckpt=trained["run"] / "models" / "best.pt", input_dir=flat,
+                   output_dir=tmp_path / "skip", skip_bad_cases="true")
+    assert [p.name for p in (tmp_path / "skip" / "masks").iterdir()] == ["good.png"]
+
+
 def test_inference_writes_full_size_masks(trained, tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
