@@ -17,7 +17,7 @@ from pipeline import metrics as M
 from pipeline.data import DatasetError, find_cases, find_inputs, lgg, splits
 from pipeline.data.synthetic import MARKER, is_synthetic, write_lgg
 
-from conftest import ROOT, SHARED, bundle_loader, needs
+from conftest import ROOT, SHARED, bundle_loader, needs, run_bundle
 
 REAL_LGG = SHARED / "lgg" / "kaggle_3m"
 BUNDLE = ROOT / "bundles" / "lgg.json"
@@ -422,8 +422,9 @@ def test_lgg_bundle_trains_evaluates_and_infers(tmp_path, monkeypatch):
     val = json.loads((out / "metrics.json").read_text())["groups"]["dice_volume"]
     assert val["n"] == 1 and val["mean"] == pytest.approx(metrics["best"]["val_volume_dice"], abs=1e-6)
 
-    out = tmp_path / "infer"
-    run("inference", input_dir=str(synth), ckpt=ckpt, output_dir=str(out), **common)
+    out = tmp_path / "infer"  # a new process, as users run it: nothing this test imported is loaded there
+    run_bundle("run", "inference", "--config_file", "bundles/lgg.json", "--input_dir", synth, "--ckpt", ckpt,
+               "--output_dir", out, *[str(a) for k, v in common.items() for a in (f"--{k}", v)])
     assert {p.stem for p in (out / "masks").glob("*.png")} == {c["case_id"] for c in cases}
     assert {p.name for p in (out / "volumes").iterdir()} == {f"{g}.nii.gz" for g in n_slices}
     for g, n in n_slices.items():

@@ -19,6 +19,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 __all__ = ["DatasetError", "LAYOUTS", "find_cases", "find_inputs"]
 
 
+def __getattr__(name: str):
+    """``pipeline.data.<layout>`` imports its reader on first use, so a bundle expression may name it (e.g.
+    ``pipeline.data.lgg.intensity_scaling``) before any case was found."""
+    if name in LAYOUTS:
+        return importlib.import_module(LAYOUTS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _reader(layout: str):
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(sorted(LAYOUTS))}")
