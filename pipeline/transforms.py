@@ -308,18 +308,18 @@ def fill_binary_holes(mask: np.ndarray, connectivity: int | None = None) -> np.n
     return ~np.isin(labels, open_[open_ > 0])
 
 
-def remove_small_blobs(mask: np.ndarray, min_size: int, connectivity: int | None = None) -> np.ndarray:
-    """``mask`` (bool, any number of spatial dims) without its components of fewer than ``min_size`` pixels,
-    connected with at most ``connectivity`` orthogonal hops (default: all ``mask.ndim``, 8-connected in 2D).
-    Written out rather than MONAI's ``RemoveSmallObjects`` because that passes ``min_size`` positionally, which
-    scikit-image 0.26 reads as its new ``max_size`` and then also removes components of exactly ``min_size`` pixels
-    (scikit-image#8001): the masks would depend on the installed version."""
+def remove_small_blobs(mask: np.ndarray, max_size: int, connectivity: int | None = None) -> np.ndarray:
+    """``mask`` (bool, any number of spatial dims) without its components of at most ``max_size`` pixels, connected
+    with at most ``connectivity`` orthogonal hops (default: all ``mask.ndim``, 8-connected in 2D): scikit-image's
+    ``remove_small_objects(max_size=...)``. Written out rather than MONAI's ``RemoveSmallObjects`` because that
+    passes ``min_size`` positionally, which scikit-image 0.26 reads as ``max_size`` (removing blobs of exactly that
+    size) and earlier versions as "fewer than" (keeping them; scikit-image#8001): the masks depended on the
+    installed version. The bundles' published choices were made with 0.26, so its reading is the one kept."""
     from scipy import ndimage
 
     structure = ndimage.generate_binary_structure(mask.ndim, connectivity or mask.ndim)
     labels, _ = ndimage.label(mask, structure)
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_size
+    keep = np.bincount(labels.ravel()) > max_size
     keep[0] = False
     return keep[labels]
 
@@ -363,21 +363,22 @@ class FillBinaryHolesd(_BinaryMaskd):
 
 
 class RemoveSmallBlobsd(_BinaryMaskd):
-    """Removes the components of fewer than ``min_size`` pixels from one-channel binary masks
-    (:func:`remove_small_blobs`: MONAI's ``RemoveSmallObjectsd`` as documented, whatever scikit-image is installed)."""
+    """Removes the components of at most ``max_size`` pixels from one-channel binary masks
+    (:func:`remove_small_blobs`: what MONAI's ``RemoveSmallObjectsd(min_size=max_size)`` does with scikit-image 0.26,
+    whatever scikit-image is installed)."""
 
-    def __init__(self, keys: KeysCollection, min_size: int, connectivity: int | None = None,
+    def __init__(self, keys: KeysCollection, max_size: int, connectivity: int | None = None,
                  allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
-        self.min_size, self.connectivity = int(min_size), connectivity
+        self.max_size, self.connectivity = int(max_size), connectivity
 
     def apply(self, mask: np.ndarray) -> np.ndarray:
-        return remove_small_blobs(mask, self.min_size, self.connectivity)
+        return remove_small_blobs(mask, self.max_size, self.connectivity)
 
 
 def lesion_postprocessing(min_size: int = 0, keep_largest: bool = False, fill_holes: bool = False,
                           keys: KeysCollection = "pred") -> list:
-    """The post-processing of a thresholded one-channel mask, in the order the bundles apply it: blobs smaller than
+    """The post-processing of a thresholded one-channel mask, in the order the bundles apply it: blobs of at most
     ``min_size`` pixels removed (8-connected in 2D), then only the largest component kept, then its holes filled.
     One definition for the engines (``lesion_postprocessing`` in configs/engine.json) and for the choices made
     out-of-fold (:mod:`pipeline.crossval`), so what was chosen is what runs."""
@@ -385,7 +386,7 @@ def lesion_postprocessing(min_size: int = 0, keep_largest: bool = False, fill_ho
 
     out = []
     if min_size:
-        out.append(RemoveSmallBlobsd(keys=keys, min_size=min_size))
+        out.append(RemoveSmallBlobsd(keys=keys, max_size=min_size))
     if keep_largest:
         out.append(KeepLargestConnectedComponentd(keys=keys, applied_labels=[1]))
     if fill_holes:
