@@ -166,9 +166,9 @@ def test_blobs_of_at_most_max_size_are_removed_whatever_scikit_image_is_installe
     ``max_size`` pixels goes (scikit-image 0.26's reading of MONAI's ``min_size``; earlier versions kept it), in the
     masks' type and meta; where no blob has exactly that size, MONAI's ``RemoveSmallObjectsd`` agrees on any version."""
     from monai.data import MetaTensor
-    from monai.transforms import RemoveSmallObjectsd
+    from monai.transforms import Compose, RemoveSmallObjectsd
 
-    from pipeline.transforms import RemoveSmallBlobsd
+    from pipeline.transforms import RemoveSmallBlobsd, lesion_postprocessing
 
     mask = np.zeros((1, 12, 12), np.float32)
     mask[0, 0:2, 0:2] = 1  # 4
@@ -178,6 +178,9 @@ def test_blobs_of_at_most_max_size_are_removed_whatever_scikit_image_is_installe
     out = RemoveSmallBlobsd("pred", max_size)({"pred": pred})["pred"]
     assert isinstance(out, MetaTensor) and out.meta["filename_or_obj"] == "IMD002.bmp" and out.dtype == pred.dtype
     assert int(out.sum()) == sum(kept)
+    # what --min_lesion_size runs in the engines and in the out-of-fold choices
+    post = Compose(lesion_postprocessing(min_size=max_size))({"pred": pred.clone()})["pred"]
+    assert torch.equal(post, out)
     if max_size not in (4, 8, 9):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
