@@ -314,7 +314,7 @@ def remove_small_blobs(mask: np.ndarray, max_size: int, connectivity: int | None
     ``remove_small_objects(max_size=...)``. Written out rather than MONAI's ``RemoveSmallObjects`` because that
     passes ``min_size`` positionally, which scikit-image 0.26 reads as ``max_size`` (removing blobs of exactly that
     size) and earlier versions as "fewer than" (keeping them; scikit-image#8001): the masks depended on the
-    installed version. The bundles' published choices were made with 0.26, so its reading is the one kept."""
+    installed version. This project's machines install 0.26, whose reading the recent published choices used: it is kept."""
     from scipy import ndimage
 
     structure = ndimage.generate_binary_structure(mask.ndim, connectivity or mask.ndim)
