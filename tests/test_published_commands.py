@@ -32,7 +32,7 @@ def commands(path: Path) -> list[str]:
         rest = re.sub(r"```.*?```", "", text, flags=re.S)
         chunks = [line for b in fenced for line in b.replace("\\\n", " ").splitlines()]
         chunks += [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", rest)]
-        chunks += re.findall(r"^ {4,}(python -m .*)$", rest, flags=re.M)  # indented code blocks
+        chunks += re.findall(r"^ {4,}(?:[A-Z_]+=\S+ )*(python -m .*)$", rest, flags=re.M)  # indented code blocks
     else:  # a study file: its description
         import yaml
 
