@@ -28,12 +28,29 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+NO_READER = "LoadImage cannot find a suitable reader for file: "
+
+
+def unreadable_image(cause: BaseException) -> str | None:
+    """``<path> is not a readable image (<first reader's reason>)`` for MONAI's ``LoadImage`` failure, whose text holds
+    the traceback of every reader it tried; ``None`` for any other exception."""
+    text = str(cause)
+    if not text.startswith(NO_READER):
+        return None
+    path = text[len(NO_READER):].split("\n", 1)[0].rstrip(".")
+    reasons = [ln for ln in text.splitlines()[1:] if ln.strip() and not ln.startswith((" ", "Traceback"))]
+    return f"{path} is not a readable image" + (f" ({reasons[0]})" if reasons else "")
+
+
 def message(exc: BaseException) -> str:
     """``error: <what went wrong>`` for the innermost cause; the exception's type is named unless it is one of the
     project's own messages (a dataset or option error, or a ``SystemExit`` with text)."""
     from .data.errors import DatasetError
 
     cause = root_cause(exc)
+    unreadable = unreadable_image(cause)
+    if unreadable:
+        return f"error: {unreadable}"
     text = str(cause).strip() or type(cause).__name__
     if text.startswith("error: "):
         text = text[len("error: "):]

@@ -85,6 +85,11 @@ def test_unreadable_image_is_named(broken_ph2, tmp_path):
         chain.append(str(e))
         e = e.__cause__
     assert any("IMD904.bmp" in m for m in chain)
+    # met anywhere else (a loader thread, the engine), the last line on screen says it in one line too
+    from pipeline.errors import message
+
+    assert message(info.value).startswith(f"error: {case['image']} is not a readable image (PIL.UnidentifiedImageError")
+    assert "\n" not in message(info.value)
     # the run's check says it in one line, not with MONAI's tracebacks of every reader it tried
     with pytest.raises(DatasetError) as info:
         check_cases([case], load)

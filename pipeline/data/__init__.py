@@ -60,19 +60,12 @@ def find_inputs(input_dir: str | Path, layout: str, **layout_args) -> list[dict]
         return [{"image": str(p), "case_id": p.stem, "group": p.stem} for p in files]
 
 
-NO_READER = "LoadImage cannot find a suitable reader for file: "
-
-
 def _innermost(e: BaseException) -> str:
+    from ..errors import unreadable_image
+
     while e.__cause__ is not None:
         e = e.__cause__
-    text = str(e)
-    if text.startswith(NO_READER):
-        # MONAI's message holds every reader's traceback; the first reader's exception line says what is wrong
-        path = text[len(NO_READER):].split("\n", 1)[0].rstrip(".")
-        reasons = [ln for ln in text.splitlines()[1:] if ln.strip() and not ln.startswith((" ", "Traceback"))]
-        return f"{path} is not a readable image" + (f" ({reasons[0]})" if reasons else "")
-    return f"{type(e).__name__}: {e}"
+    return unreadable_image(e) or f"{type(e).__name__}: {e}"
 
 
 def check_cases(cases: list[dict], transform, skip: bool = False, workers: int = 2) -> tuple[list[dict], list[dict]]:
