@@ -74,7 +74,7 @@ def test_bundle_overrides_reach_every_point_and_a_point_made_otherwise_is_refuse
     cmd = lc.cv_command("bundles/dsb2018.json", "data", 0.5, 100, 5, tmp_path / "x", overrides=over)
     assert cmd[cmd.index("--invert_bright_background") + 1] == "False" and cmd[-2:] == ["--output_dir",
                                                                                      str(tmp_path / "x")]
-    with pytest.raises(SystemExit, match="set per point by the bench"):
+    with pytest.raises(SystemExit, match="are set by the bench"):
         lc.bench_overrides(["--epochs", "300"])
     with pytest.raises(SystemExit, match="--id value pairs"):
         lc.bench_overrides(["--invert_bright_background"])

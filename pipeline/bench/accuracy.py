@@ -48,12 +48,20 @@ def _fold(fold_dir: Path) -> tuple[dict, dict]:
 def plain_fold(fold_dir: Path, epochs: int, size: int = 256, lr: float = 1e-3, batch_size: int = 8, seed: int = 0,
                val_interval: int = 2) -> dict:
     """The plain loop on one fold of a cross-validation, with the fold's network and width: per-unit test scores of
-    its best validation epoch (``test``: IoU per image, or Dice per patient volume for LGG).
+    its best validation epoch (``test``: IoU per image, or Dice per patient volume for LGG)."""
+    record, side = _fold(fold_dir)
+    return plain_on(record, side, epochs, size, lr, batch_size, seed, val_interval)
+
+
+def plain_on(record: dict, side: dict, epochs: int, size: int = 256, lr: float = 1e-3, batch_size: int = 8,
+             seed: int = 0, val_interval: int = 2) -> dict:
+    """The plain loop trained on ``side['train']`` with the network and width of a bundle run's ``record``, the best
+    validation epoch on ``side['val']`` kept (``val_interval`` = ``epochs``: the last epoch's weights), scoring
+    ``side['test']`` per unit.
 
     PH2 and image folders: every image squashed to ``size`` x ``size``. DSB2018: ``size`` random crops at source
     resolution, whole-image forward (:func:`pipeline.bench.dsb2018.fit_split`). LGG: whole 256x256 slices over 255,
     left-right flips, volume Dice for the checkpoint (:func:`pipeline.bench.lgg.fit_split`)."""
-    record, side = _fold(fold_dir)
     network, width = record["network"], int(record["width"])
     common = {"params": {"epochs": epochs, "size": size, "lr": lr, "batch_size": batch_size, "seed": seed,
                          "val_interval": val_interval},

@@ -65,15 +65,15 @@ def cv_command(config_file: str, dataset_dir: str, fraction: float, epochs: int,
 PER_POINT = {"dataset_dir", "train_fraction", "epochs", "val_interval", "output_dir", "folds"}
 
 
-def bench_overrides(rest: list[str]) -> dict:
+def bench_overrides(rest: list[str], reserved: set = PER_POINT) -> dict:
     """``--id value`` pairs after the bench's own options: bundle settings for every point (parsed as the bundle
-    run parses them)."""
+    run parses them); ``reserved`` ids are the bench's own."""
     if len(rest) % 2 or any(not k.startswith("--") for k in rest[::2]):
         raise SystemExit(f"error: bundle overrides must be --id value pairs, got {' '.join(rest)}")
     overrides = {k[2:]: _value(v) for k, v in zip(rest[::2], rest[1::2])}
-    if PER_POINT & set(overrides):
-        raise SystemExit(f"error: {sorted(PER_POINT & set(overrides))} are set per point by the bench; "
-                         "use --dataset_dir, --folds, --fractions")
+    if reserved & set(overrides):
+        raise SystemExit(f"error: {sorted(reserved & set(overrides))} are set by the bench; use its own options "
+                         "(--dataset_dir, --folds, ...)")
     return overrides
 
 
