@@ -137,10 +137,12 @@ def test_an_unreadable_input_stops_inference_naming_the_file(trained, tmp_path):
     last = [line for line in proc.stderr.splitlines() if line.strip()][-2:]
     assert last[0].startswith(f"error: broken: {flat / 'broken.png'} is not a readable image (PIL."), last
     assert "--skip_bad_cases true" in last[0] and "PIPELINE_TRACEBACK" in last[1]
-    assert "Traceback" not in proc.stderr and not (tmp_path / "out" / "masks").exists()
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()  # checked before the run record
     run_in_process("inference", ckpt=trained["run"] / "models" / "best.pt", input_dir=flat,
                    output_dir=tmp_path / "skip", skip_bad_cases="true")
     assert [p.name for p in (tmp_path / "skip" / "masks").iterdir()] == ["good.png"]
+    inputs = json.loads((tmp_path / "skip" / "config.json").read_text())["dataset"]
+    assert inputs["dir"] == str(flat) and inputs["n_cases"] == 1 and len(inputs["skipped"]) == 1
 
 
 def test_inference_writes_full_size_masks(trained, tmp_path):
