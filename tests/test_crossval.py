@@ -14,6 +14,7 @@ from PIL import Image
 
 from conftest import error_chain, run_bundle, run_in_process
 from pipeline import crossval
+from pipeline.data import ph2
 from pipeline.data.synthetic import write_ph2
 
 
@@ -212,6 +213,16 @@ def test_the_folder_evaluates_as_an_ensemble_with_its_chosen_settings(cross_vali
     assert hyper["width"] == 4 and hyper["image_size"] == 64  # restored from the folds' record
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert metrics["n_cases"] == 8
+    # what a user (and an outside scorer) gets: inference's masks, scored with numpy alone, give evaluate's scores
+    run_in_process("inference", ckpt=cv, input_dir=cross_validated["data"], output_dir=tmp_path / "i")
+    scored = {r["case_id"]: float(r["iou"]) for r in csv.DictReader(open(tmp_path / "e" / "per_case.csv"))}
+    for case in ph2.find_cases(cross_validated["data"]):
+        pred = np.asarray(Image.open(tmp_path / "i" / "masks" / f"{case['case_id']}.png")) > 127
+        truth = np.asarray(Image.open(case["label"]).convert("L")) > 127
+        union = (pred | truth).sum()
+        iou = (pred & truth).sum() / union if union else 1.0
+        assert iou == pytest.approx(scored[case["case_id"]], abs=1e-6), case["case_id"]
+    assert 0 < np.mean(list(scored.values())) < 1
 
 
 def test_the_accuracy_report_scores_the_plain_loop_on_the_same_folds(cross_validated):
