@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from pipeline.bench import new_cases
 from pipeline.data import find_cases
@@ -65,6 +66,7 @@ def test_both_arms_score_the_new_cases_of_the_outer_fold_and_only_those(one_oute
     assert res["plain_params"]["val_interval"] == res["plain_params"]["epochs"] == 2  # the last epoch, no val side
     report = (tmp / "report.md").read_text()
     assert report.startswith(new_cases.TITLE) and "Outer folds finished: 0 of 3 (still to run: 1, 2" in report
+    assert f"    OMP_NUM_THREADS={torch.get_num_threads()} python -m pipeline.bench.new_cases --config_file" in report
     assert f"| bundle: cross-validation ensemble, choices out-of-fold | {len(new)} |" in report
 
 

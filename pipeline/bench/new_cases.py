@@ -44,7 +44,14 @@ from pipeline.bench.stats import paired_difference, unit_scores
 from pipeline.crossval import cli_args
 from pipeline.runs import host
 
-TITLE = "# New cases: the cross-validation ensemble against a plain loop trained on every case\n"
+TITLE = """# New cases: the cross-validation ensemble against a plain loop trained on every case
+
+What a user deploys, scored on cases neither arm saw: the bundle's five-fold cross-validation ensemble (choices made
+out-of-fold) against one plain PyTorch loop trained on every case the user has (last epoch: no case is left to pick
+one). Nested on the shared data: each outer fold's cases are new, the other folds' cases are the user's
+(`python -m pipeline.bench.new_cases`; its docstring has the details). docs/accuracy.md compares the two recipes on the
+same fold sides instead.
+"""
 # what the bench sets itself; any other --id value is a bundle override for the cross-validations
 RESERVED = {"dataset_dir", "output_dir", "folds", "ckpt", "split"}
 
@@ -124,7 +131,8 @@ def outer_fold(config_file: str, dataset_dir: str, out: Path, k: int, outer_fold
              f"the ensemble's evaluation on outer fold {k}'s new cases")
     unit, scores = unit_scores(eval_dir)
     ours = scores["dice" if unit == "patient" else "iou"]
-    record = json.loads((cv / "fold_0" / "config.json").read_text())["hyperparameters"]
+    fold_record = json.loads((cv / "fold_0" / "config.json").read_text())
+    record = fold_record["hyperparameters"]
     params = {"epochs": int(record["epochs"]), "size": 256, "lr": 1e-3, "batch_size": 8, "seed": int(record["seed"]),
               **{k_: v for k_, v in PLAIN_DEFAULTS.get(layout, {}).items() if k_ == "size"},
               **{k_: v for k_, v in plain_kwargs.items() if v is not None}}
@@ -139,7 +147,8 @@ def outer_fold(config_file: str, dataset_dir: str, out: Path, k: int, outer_fold
     return {"fold": k, "unit": unit, "metric": doc["oof_score"]["metric"], "bundle": ours, "plain": plain["test"],
             "n_seen": len({str(c.get("group", c["case_id"])) for c in parts["seen"]}),
             "oof": doc["oof_score"]["mean"], "chosen": doc["chosen"], "bundle_train_s": round(train_s, 1),
-            "plain_train_s": plain["train_s"], "plain_params": plain["params"], "network": record["network"]}
+            "plain_train_s": plain["train_s"], "plain_params": plain["params"], "network": record["network"],
+            "threads": fold_record.get("provenance", {}).get("host", {}).get("torch_threads")}
 
 
 def report(folds: list[dict], outer_folds: int) -> dict:
@@ -152,7 +161,8 @@ def report(folds: list[dict], outer_folds: int) -> dict:
                 {k: f[k] for k in ("fold", "n_seen", "oof", "chosen", "bundle_train_s", "plain_train_s")}
                 | {"n_new": len(f["bundle"]), "bundle": float(np.mean(list(f["bundle"].values()))),
                    "plain": float(np.mean(list(f["plain"].values())))} for f in folds],
-            "plain_params": folds[0]["plain_params"], "machine": host()}
+            "plain_params": folds[0]["plain_params"], "machine": host(),
+            "threads": sorted({f["threads"] for f in folds if f["threads"]})}
 
 
 def markdown(bundle: str, res: dict, commands: list[str]) -> str:
@@ -223,7 +233,10 @@ def main(argv=None) -> None:
                                     stated["layout"], stated.get("layout_args") or {}))
     res = report(folds, args.outer_folds)
     (args.output_dir / "new_cases.json").write_text(json.dumps(res, indent=1))
-    command = " ".join(["python -m pipeline.bench.new_cases", *(sys.argv[1:] if argv is None else map(str, argv))])
+    # the thread count the folds trained with sets the float summation order: the command states it
+    threads = [f"OMP_NUM_THREADS={res['threads'][0]}"] if len(res["threads"]) == 1 else []
+    command = " ".join([*threads, "python -m pipeline.bench.new_cases",
+                        *(sys.argv[1:] if argv is None else map(str, argv))])
     text = markdown(stated["bundle_name"], res, [command])
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
