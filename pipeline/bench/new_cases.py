@@ -133,8 +133,9 @@ def outer_fold(config_file: str, dataset_dir: str, out: Path, k: int, outer_fold
     ours = scores["dice" if unit == "patient" else "iou"]
     fold_record = json.loads((cv / "fold_0" / "config.json").read_text())
     record = fold_record["hyperparameters"]
-    params = {"epochs": int(record["epochs"]), "size": 256, "lr": 1e-3, "batch_size": 8, "seed": int(record["seed"]),
-              **{k_: v for k_, v in PLAIN_DEFAULTS.get(layout, {}).items() if k_ == "size"},
+    # the accuracy report's plain loop (its size per layout), trained for the bundle run's epochs with its seed
+    params = {"epochs": int(record["epochs"]), "size": PLAIN_DEFAULTS.get(layout, {}).get("size", 256), "lr": 1e-3,
+              "batch_size": 8, "seed": int(record["seed"]),
               **{k_: v for k_, v in plain_kwargs.items() if v is not None}}
     side = {"train": parts["seen"], "val": parts["seen"], "test": parts["new"]}
     plain = reuse_or_run(d / "plain.json", {"params": {**params, "val_interval": params["epochs"]}},
