@@ -173,6 +173,13 @@ def host() -> dict:
     return {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
 
 
+def machine_line(machine: dict) -> str:
+    """A report's closing line on the :func:`host` it ran on."""
+    n = machine["torch_threads"]
+    return (f"Machine: {machine['platform']}, {machine['cpus']} CPUs, {n} torch thread{'' if n == 1 else 's'}; the wall "
+            "times include whatever else ran on it.")
+
+
 def provenance(bundle_file: str | None = None) -> dict:
     """Package versions, the git commit of this checkout (and whether it had uncommitted changes), the :func:`host`
     and the bundle file with its components as written (readers, augmentation, samplers: what a setting cannot

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pipeline import bundles
+from pipeline.runs import machine_line
 from pipeline.data.synthetic import write_ph2
 
 from conftest import ROOT, run_in_process
@@ -133,6 +134,12 @@ def test_run_records_settings_overrides_and_provenance(trained_otherwise):
     assert len(prov["git_commit"] or "") in (0, 40)
     assert prov["host"]["torch_threads"] == torch.get_num_threads() and prov["host"]["cpus"] == os.cpu_count()
     assert [t["_target_"] for t in prov["components"]["load_image"]][0] == "LoadImaged"
+
+
+@pytest.mark.parametrize("threads,says", [(1, "1 torch thread;"), (2, "2 torch threads;")])
+def test_machine_line_counts_threads(threads, says):
+    line = machine_line({"platform": "Linux-x", "cpus": 2, "torch_threads": threads})
+    assert line.startswith("Machine: Linux-x, 2 CPUs, ") and says in line
 
 
 def test_evaluate_with_only_the_checkpoint_reproduces_the_validation_score(trained_otherwise):

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from pipeline.bench.plain_loop import PlainLoop, reuse_or_run, stacked
 from pipeline.bench.speed import _augment, _load_resized
 from pipeline.bench.stats import bootstrap_ci, paired_difference
-from pipeline.runs import host
+from pipeline.runs import host, machine_line
 
 
 def _fold(fold_dir: Path) -> tuple[dict, dict]:
@@ -379,8 +379,7 @@ def markdown(res: dict, command: str) -> str:
         f"Bundle minus plain loop, paired by {res['unit']}: {d['mean']:+.3f} over {d['n']} {res['unit']}s, better on "
         f"{d['better']}: "
         f"{verdict}.",
-        f"Machine: {res['machine']['platform']}, {res['machine']['cpus']} CPUs, {res['machine']['torch_threads']} "
-        "torch threads; the wall times include whatever else ran on it.",
+        machine_line(res['machine']),
         ""])
 
 

@@ -205,7 +205,8 @@ def markdown(bundle: str, res: dict, commands: list[str], figure: str | None) ->
                   ""]
     if figure:
         lines += [f"![learning curve]({figure})", ""]
-    lines.append(f"Machine: {platform.platform()}, {torch.get_num_threads()} torch threads.")
+    n = torch.get_num_threads()
+    lines.append(f"Machine: {platform.platform()}, {n} torch thread{'' if n == 1 else 's'}.")
     return "\n".join(lines) + "\n"
 
 

@@ -42,7 +42,7 @@ from pipeline.bench.learning_curve import bench_overrides
 from pipeline.bench.plain_loop import reuse_or_run
 from pipeline.bench.stats import paired_difference, unit_scores
 from pipeline.crossval import cli_args
-from pipeline.runs import host
+from pipeline.runs import host, machine_line
 
 TITLE = """# New cases: the cross-validation ensemble against a plain loop trained on every case
 
@@ -203,8 +203,7 @@ def markdown(bundle: str, res: dict, commands: list[str]) -> str:
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         "",
-        f"Machine: {res['machine']['platform']}, {res['machine']['cpus']} CPUs, {res['machine']['torch_threads']} "
-        "torch threads; the wall times include whatever else ran on it.",
+        machine_line(res['machine']),
         ""])
 
 
