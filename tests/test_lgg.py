@@ -432,6 +432,10 @@ def test_lgg_bundle_trains_evaluates_and_infers(tmp_path, monkeypatch):
         assert vol.shape == (256, 256, n) and set(np.unique(vol)) <= {0, 1}
         last = np.asarray(Image.open(out / "masks" / f"{g}_{n}.png")) > 0
         np.testing.assert_array_equal(vol[..., n - 1] > 0, last)  # slice n (not slice 9) sits last
+        # inference restores the run's per-patient scale as evaluate does: an outside scorer of its masks sees
+        # evaluate's figures
+        scored = np.asarray(nib.load(tmp_path / "eval" / "volumes" / f"{g}.nii.gz").dataobj)
+        np.testing.assert_array_equal(vol > 0, scored > 0, err_msg=g)
 
 
 # --- real data ---------------------------------------------------------------------------------------------------
