@@ -270,6 +270,13 @@ def test_bundle_trains_evaluates_and_infers_on_synthetic_fallback(tmp_path, monk
         mask = Image.open(tmp_path / "out" / "masks" / f"{c['case_id']}.png")
         assert mask.size == Image.open(c["image"]).size
         assert set(np.unique(np.asarray(mask))) <= {0, 255}
+    # an outside scorer of inference's masks gets evaluate's per-image IoU
+    for r, c in zip(rows, cases):
+        pred = np.asarray(Image.open(tmp_path / "out" / "masks" / f"{c['case_id']}.png")) > 127
+        truth = union_of_files(c["label"]) > 0
+        union = (pred | truth).sum()
+        assert int(pred.sum()) == int(r["area_pred"]), c["case_id"]
+        assert ((pred & truth).sum() / union if union else 1.0) == pytest.approx(float(r["iou"]), abs=1e-6)
 
 
 @needs(REAL_DSB)
