@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from pipeline import bundles
-from pipeline.runs import machine_line
 from pipeline.data.synthetic import write_ph2
+from pipeline.runs import machine_line
 
 from conftest import ROOT, run_in_process
 
