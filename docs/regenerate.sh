@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate every table and figure README.md and docs/ publish, at HEAD, from the shared data. Not a test: on the
-# 2-core CPU machine it takes about 37 hours (sections below give their share). Every step resumes or skips what is
+# 2-core CPU machine it takes about 41 hours (sections below give their share). Every step resumes or skips what is
 # done (studies and cross-validations skip finished runs and folds), so the script can be stopped and started again.
 #
 #   bash docs/regenerate.sh [SECTION ...]     sections: results cv curves new_cases studies recipes performance gallery (default: all)
@@ -112,9 +112,10 @@ for section in $sections; do
         python -m pipeline.bench.learning_curve --config_file bundles/ph2.json --dataset_dir "$PH2" --full runs/cv/ph2-unet-5fold --fractions 0.5 --target 0.88 --out docs/learning_curve.md
         python -m pipeline.bench.learning_curve --config_file bundles/lgg.json --dataset_dir "$LGG" --full runs/cv/lgg-unet-5fold --fractions 0.5 --target 0.78 --out docs/learning_curve.md
         ;;
-    new_cases)  # docs/new_cases.md and README's paragraph on new cases (about 75 min for DSB2018, 2 h for PH2 on 2 cores)
+    new_cases)  # docs/new_cases.md and README's paragraph on new cases (about 75 min for DSB2018, 2 h for PH2, 4 h for LGG on 2 cores)
         python -m pipeline.bench.new_cases --config_file bundles/dsb2018.json --dataset_dir "$DSB" --output_dir runs/new_cases/dsb2018 --out docs/new_cases.md
         python -m pipeline.bench.new_cases --config_file bundles/ph2.json --dataset_dir "$PH2" --output_dir runs/new_cases/ph2 --out docs/new_cases.md
+        python -m pipeline.bench.new_cases --config_file bundles/lgg.json --dataset_dir "$LGG" --output_dir runs/new_cases/lgg --out docs/new_cases.md
         ;;
     studies)  # docs/studies/*.md and the README paragraphs that quote them (about 9 h)
         python -m pipeline.bench.study configs/studies/ph2.yaml
