@@ -51,6 +51,11 @@ MIN_SIZES = (0, 16, 64, 256, 1024)
 # the settings cross-validation chooses and ensemble inference applies
 CHOSEN = ("checkpoint", "flip_tta", "rot90_tta", "threshold", "min_lesion_size", "keep_largest_component",
           "fill_holes")
+# where the choices start (and what "none chosen" means): no TTA, threshold 0.5, no post-processing; the volume's
+# largest component only for grouped data (patients)
+START = {"checkpoint": "best.pt", "flip_tta": False, "rot90_tta": False, "threshold": 0.5, "min_lesion_size": 0,
+         "keep_largest_component": False, "fill_holes": False, "volume_largest_component": False}
+POSTPROCESSING = ("threshold", "min_lesion_size", "keep_largest_component", "fill_holes", "volume_largest_component")
 # A smaller rise of the out-of-fold mean is a tie, and a tie keeps the setting in place: one LGG cross-validation kept
 # the largest 3D component for +0.0000075 while it moved single patients by up to 0.3 either way (paired CI
 # -0.06..+0.04); a choice should not turn on the last digits. Every other setting kept in this project's
@@ -293,7 +298,9 @@ def _predict_oof(bundle_file: str, fold_dir: Path, ckpt: str, flip: bool, rot90:
 
 # ------------------------------------------------------------------------------------------------------ the choices
 
-def _load(folders: list[Path]) -> list[dict]:
+def load_predictions(folders: list[Path]) -> list[dict]:
+    """Every case of evaluation folders written with ``--save_probabilities true``: its 8-bit probability, truth,
+    group and slice."""
     from PIL import Image
 
     cases = []
@@ -334,6 +341,16 @@ def _largest_in_volume(cases: list[dict], masks: list[np.ndarray]) -> list[np.nd
     return out
 
 
+def post_scores(cases: list[dict], settings: dict, grouped: bool) -> dict[str, float]:
+    """Per-unit scores of saved probabilities (:func:`load_predictions`) after the threshold and post-processing of
+    ``settings`` (the keys of :data:`START` but the checkpoint and TTA), as the engines apply them."""
+    masks = [apply(c["prob"], settings["threshold"], settings["min_lesion_size"], settings["keep_largest_component"],
+                   settings["fill_holes"]) for c in cases]
+    if settings.get("volume_largest_component"):
+        masks = _largest_in_volume(cases, masks)
+    return _scores(cases, masks, grouped)
+
+
 def _scores(cases: list[dict], masks: list[np.ndarray], grouped: bool) -> dict[str, float]:
     """Per unit: IoU per image (empty vs empty = 1), or Dice per group volume (:func:`pipeline.metrics`)."""
     from . import metrics as M
@@ -367,23 +384,14 @@ def choose(variants, grouped: bool, key_metric: str = "val_iou") -> dict:
         key = (s["checkpoint"], s["flip_tta"], s["rot90_tta"])
         if key not in loaded:
             folders = get(*key)
-            loaded[key] = None if folders is None else _load(folders)
+            loaded[key] = None if folders is None else load_predictions(folders)
         return loaded[key]
 
-    current = {"checkpoint": "best.pt", "flip_tta": False, "rot90_tta": False, "threshold": 0.5,
-               "min_lesion_size": 0, "keep_largest_component": False, "fill_holes": False}
-    if grouped:
-        current["volume_largest_component"] = False
+    current = dict(START) if grouped else {k: v for k, v in START.items() if k != "volume_largest_component"}
 
     def score(s: dict) -> dict[str, float] | None:
         cases = cases_of(s)
-        if cases is None:
-            return None
-        masks = [apply(c["prob"], s["threshold"], s["min_lesion_size"], s["keep_largest_component"], s["fill_holes"])
-                 for c in cases]
-        if s.get("volume_largest_component"):
-            masks = _largest_in_volume(cases, masks)
-        return _scores(cases, masks, grouped)
+        return None if cases is None else post_scores(cases, s, grouped)
 
     candidates = [("checkpoint", ["last.pt"]), ("flip_tta", [True]), ("rot90_tta", [True]), ("threshold", [t for t in THRESHOLDS if t != 0.5]),
                   ("min_lesion_size", [m for m in MIN_SIZES if m]), ("keep_largest_component", [True]),
@@ -425,7 +433,7 @@ def _write_oof(out: Path, folders: list[Path], chosen: dict) -> None:
 
     for sub in ("probabilities", "masks"):
         (out / "oof" / sub).mkdir(parents=True, exist_ok=True)
-    cases = _load(folders)
+    cases = load_predictions(folders)
     masks = [apply(c["prob"], chosen["threshold"], chosen["min_lesion_size"], chosen["keep_largest_component"],
                    chosen["fill_holes"]) for c in cases]
     if chosen.get("volume_largest_component"):

@@ -68,6 +68,14 @@ def test_both_arms_score_the_new_cases_of_the_outer_fold_and_only_those(one_oute
     assert report.startswith(new_cases.TITLE) and "Outer folds finished: 0 of 3 (still to run: 1, 2" in report
     assert f"    OMP_NUM_THREADS={torch.get_num_threads()} python -m pipeline.bench.new_cases --config_file" in report
     assert f"| bundle: cross-validation ensemble, choices out-of-fold | {len(new)} |" in report
+    # the third arm: the same fold models without post-processing, scored on the same new cases
+    raw = json.loads((tmp / "out" / "outer_0" / "eval-new-unprocessed" / "config.json").read_text())["hyperparameters"]
+    assert raw["keep_largest_component"] is False and raw["fill_holes"] is False and raw["threshold"] == 0.5
+    assert raw["flip_tta"] == cv["chosen"]["flip_tta"] and raw["rot90_tta"] == cv["chosen"]["rot90_tta"]
+    assert res["unprocessed"]["n"] == res["postprocessing"]["n"] == len(new)
+    assert f"| the same ensemble without the post-processing chosen out-of-fold | {len(new)} |" in report
+    # rescoring the saved 8-bit probabilities moves only pixels within 1/510 of the threshold
+    assert res["rescored_max_abs_diff"] < 0.005
 
 
 def test_a_rerun_reuses_every_finished_step(one_outer_fold, monkeypatch):
@@ -81,3 +89,29 @@ def test_a_rerun_reuses_every_finished_step(one_outer_fold, monkeypatch):
         os.chdir(cwd)
     res = json.loads((one_outer_fold["tmp"] / "out" / "new_cases.json").read_text())
     assert res["bundle"] == one_outer_fold["res"]["bundle"] and res["plain"] == one_outer_fold["res"]["plain"]
+
+
+def _fold(k, chosen, bundle, unprocessed, without):
+    return {"fold": k, "unit": "image", "metric": "iou", "bundle": bundle, "plain": {u: 0.5 for u in bundle},
+            "n_seen": 8, "oof": 0.8, "chosen": chosen, "bundle_train_s": 60, "plain_train_s": 30,
+            "plain_params": {}, "network": "unet", "threads": 2, "unprocessed": unprocessed, "rescored": bundle,
+            "without": without}
+
+
+def test_each_post_processing_step_is_judged_on_the_outer_folds_that_chose_it():
+    base = {"checkpoint": "best.pt", "flip_tta": True, "rot90_tta": False, "threshold": 0.5, "min_lesion_size": 0,
+            "fill_holes": False}
+    folds = [_fold(0, {**base, "keep_largest_component": True}, {"a": 0.9, "b": 0.8},
+                   {"a": 0.7, "b": 0.85}, {"keep_largest_component": {"a": 0.7, "b": 0.85}}),
+             _fold(1, {**base, "keep_largest_component": False, "fill_holes": True}, {"c": 0.6, "d": 0.6},
+                   {"c": 0.6, "d": 0.5}, {"fill_holes": {"c": 0.6, "d": 0.5}})]
+    res = new_cases.report(folds, 2)
+    lcc, holes = res["steps"]["keep_largest_component"], res["steps"]["fill_holes"]
+    assert lcc["folds"] == [0] and lcc["n"] == 2 and lcc["better"] == 1 and lcc["worse"] == 1
+    assert lcc["mean"] == pytest.approx((0.2 - 0.05) / 2)
+    assert holes["folds"] == [1] and holes["n"] == 2 and holes["better"] == 1 and holes["worse"] == 0
+    pp = res["postprocessing"]
+    assert pp["n"] == 4 and pp["better"] == 2 and pp["worse"] == 1
+    assert pp["mean"] == pytest.approx((0.2 - 0.05 + 0 + 0.1) / 4)
+    text = new_cases.markdown("ph2", res, ["cmd"])
+    assert "| keep_largest_component | True (0) | 2 | +0.0750 |" in text and "| fill_holes | True (1) | 2 |" in text

@@ -20,7 +20,13 @@ copied), and:
   trained on every seen case, its last epoch's weights (no case is left to choose an epoch on), predicting the new
   cases.
 
-Both are scored per image (per patient volume for LGG) with :mod:`pipeline.metrics`. The report gives, over the new
+And, to see whether the post-processing chosen out-of-fold holds on new cases, **the same ensemble without it**: the
+fold models' chosen checkpoints as a list (``--ckpt a,b,...``) with the chosen TTA, threshold 0.5 and no
+post-processing (:data:`pipeline.crossval.START`), saving its probabilities; from those, each chosen step is dropped
+in turn from the chosen set and the new cases rescored (:func:`pipeline.crossval.post_scores`, the out-of-fold
+search's own scorer).
+
+All are scored per image (per patient volume for LGG) with :mod:`pipeline.metrics`. The report gives, over the new
 cases of the finished outer folds, each arm's mean, median and 95% bootstrap CI, the paired difference, and each
 outer fold's out-of-fold estimate beside the ensemble's score on its new cases (does the estimate hold?). Every step
 resumes: the cross-validation fold by fold, the evaluation and the plain loop once done.
@@ -41,7 +47,7 @@ from pipeline.bench.accuracy import PLAIN_DEFAULTS, _summary, merged, plain_on
 from pipeline.bench.learning_curve import bench_overrides
 from pipeline.bench.plain_loop import reuse_or_run
 from pipeline.bench.stats import paired_difference, unit_scores
-from pipeline.crossval import cli_args
+from pipeline.crossval import POSTPROCESSING, START, cli_args, fold_checkpoints, load_predictions, post_scores
 from pipeline.runs import host, machine_line
 
 TITLE = """# New cases: the cross-validation ensemble against a plain loop trained on every case
@@ -130,7 +136,9 @@ def outer_fold(config_file: str, dataset_dir: str, out: Path, k: int, outer_fold
               "--dataset_dir", str(d / "new"), "--split", "all", "--output_dir", str(eval_dir)],
              f"the ensemble's evaluation on outer fold {k}'s new cases")
     unit, scores = unit_scores(eval_dir)
-    ours = scores["dice" if unit == "patient" else "iou"]
+    metric = "dice" if unit == "patient" else "iou"
+    ours = scores[metric]
+    post = unprocessed(config_file, cv, doc["chosen"], d / "new", d / "eval-new-unprocessed", unit == "patient")
     fold_record = json.loads((cv / "fold_0" / "config.json").read_text())
     record = fold_record["hyperparameters"]
     # the accuracy report's plain loop (its size per layout), trained for the bundle run's epochs with its seed
@@ -149,19 +157,60 @@ def outer_fold(config_file: str, dataset_dir: str, out: Path, k: int, outer_fold
             "n_seen": len({str(c.get("group", c["case_id"])) for c in parts["seen"]}),
             "oof": doc["oof_score"]["mean"], "chosen": doc["chosen"], "bundle_train_s": round(train_s, 1),
             "plain_train_s": plain["train_s"], "plain_params": plain["params"], "network": record["network"],
-            "threads": fold_record.get("provenance", {}).get("host", {}).get("torch_threads")}
+            "threads": fold_record.get("provenance", {}).get("host", {}).get("torch_threads"), **post}
+
+
+def unprocessed(config_file: str, cv: Path, chosen: dict, new: Path, out: Path, grouped: bool) -> dict:
+    """The fold ensemble with the chosen checkpoint and TTA but no post-processing, on the new cases (its evaluation
+    resumed once done), and each chosen post-processing step's share: the new cases rescored from the saved
+    probabilities with the chosen set, and with each chosen step set back to where the choices start."""
+    if not (out / "probabilities" / "index.csv").is_file():
+        settings = {"flip_tta": chosen["flip_tta"], "rot90_tta": chosen["rot90_tta"],
+                    **{k: START[k] for k in POSTPROCESSING}, "save_probabilities": True, "override_recorded": True}
+        _run([sys.executable, "-m", "monai.bundle", "run", "evaluate", "--config_file", config_file, "--ckpt",
+              ",".join(map(str, fold_checkpoints(cv))), "--dataset_dir", str(new), "--split", "all",
+              *cli_args(settings), "--output_dir", str(out)],
+             f"the ensemble's evaluation without post-processing on {new}")
+    unit, scores = unit_scores(out)
+    cases = load_predictions([out])
+    kept = {k: chosen.get(k, START[k]) for k in POSTPROCESSING}
+    return {"unprocessed": scores["dice" if unit == "patient" else "iou"],
+            "rescored": post_scores(cases, kept, grouped),
+            "without": {k: post_scores(cases, {**kept, k: START[k]}, grouped) for k in POSTPROCESSING
+                        if kept[k] != START[k]}}
 
 
 def report(folds: list[dict], outer_folds: int) -> dict:
     ours = {u: s for f in folds for u, s in f["bundle"].items()}
     plain = {u: s for f in folds for u, s in f["plain"].items()}
     diff = paired_difference(ours, plain)
+    unprocessed = {u: s for f in folds for u, s in f["unprocessed"].items()}
+    rescored = {u: s for f in folds for u, s in f["rescored"].items()}
+    steps = {}
+    for name in POSTPROCESSING:
+        chose = [f for f in folds if name in f["without"]]
+        if chose:
+            d = paired_difference({u: f["rescored"][u] for f in chose for u in f["rescored"]},
+                                  {u: f["without"][name][u] for f in chose for u in f["without"][name]})
+            steps[name] = {"folds": [f["fold"] for f in chose], "values": [f["chosen"][name] for f in chose],
+                           "worse": sum(1 for f in chose for u in f["rescored"]
+                                        if f["rescored"][u] < f["without"][name][u]),
+                           **{k: v for k, v in d.items() if k != "units"}}
+    post = paired_difference(ours, unprocessed)
     return {"outer_folds": outer_folds, "finished": [f["fold"] for f in folds], "unit": folds[0]["unit"],
             "metric": folds[0]["metric"], "bundle": _summary(ours.values()), "plain": _summary(plain.values()),
-            "difference": {k: v for k, v in diff.items() if k != "units"}, "per_fold": [
+            "difference": {k: v for k, v in diff.items() if k != "units"},
+            "unprocessed": _summary(unprocessed.values()),
+            "postprocessing": {**{k: v for k, v in post.items() if k != "units"},
+                               "worse": sum(1 for u in post["units"] if ours[u] < unprocessed[u])},
+            "steps": steps,
+            # the saved 8-bit probabilities rescored with the chosen set against the engine's own scores
+            "rescored_max_abs_diff": max(abs(rescored[u] - ours[u]) for u in ours),
+            "per_fold": [
                 {k: f[k] for k in ("fold", "n_seen", "oof", "chosen", "bundle_train_s", "plain_train_s")}
                 | {"n_new": len(f["bundle"]), "bundle": float(np.mean(list(f["bundle"].values()))),
-                   "plain": float(np.mean(list(f["plain"].values())))} for f in folds],
+                   "plain": float(np.mean(list(f["plain"].values()))),
+                   "unprocessed": float(np.mean(list(f["unprocessed"].values())))} for f in folds],
             "plain_params": folds[0]["plain_params"], "machine": host(),
             "threads": sorted({f["threads"] for f in folds if f["threads"]})}
 
@@ -174,8 +223,13 @@ def markdown(bundle: str, res: dict, commands: list[str]) -> str:
                f"paired 95% CI {lo:+.3f}..{hi:+.3f}, {'above' if lo > 0 else 'below'} 0 over {unit}s; one training "
                "seed per arm, so read it as evidence, not a settled ranking")
     unfinished = sorted(set(range(res["outer_folds"])) - set(res["finished"]))
-    rows = [f"| {f['fold']} | {f['n_seen']} | {f['n_new']} | {f['oof']:.3f} | {f['bundle']:.3f} | {f['plain']:.3f} "
-            f"| {f['bundle_train_s'] / 60:.0f} / {f['plain_train_s'] / 60:.0f} min |" for f in res["per_fold"]]
+    rows = [f"| {f['fold']} | {f['n_seen']} | {f['n_new']} | {f['oof']:.3f} | {f['bundle']:.3f} | "
+            f"{f['unprocessed']:.3f} | {f['plain']:.3f} | {f['bundle_train_s'] / 60:.0f} / {f['plain_train_s'] / 60:.0f} "
+            "min |" for f in res["per_fold"]]
+    u, pp = res["unprocessed"], res["postprocessing"]
+    step_rows = [f"| {name} | {', '.join(f'{v} ({k})' for v, k in zip(st['values'], st['folds']))} | {st['n']} | "
+                 f"{st['mean']:+.4f} | {st['ci'][0]:+.4f}..{st['ci'][1]:+.4f} | {st['better']} / {st['worse']} |"
+                 for name, st in res["steps"].items()]
     return "\n".join([
         f"## {bundle}: the {res['outer_folds']}-fold cross-validation ensemble against a plain loop on every case, "
         "scored on new cases",
@@ -192,15 +246,29 @@ def markdown(bundle: str, res: dict, commands: list[str]) -> str:
         "| --- | ---: | ---: | ---: | --- |",
         f"| bundle: cross-validation ensemble, choices out-of-fold | {b['n']} | {b['mean']:.3f} | {b['median']:.3f} "
         f"| {b['ci'][0]:.3f}..{b['ci'][1]:.3f} |",
+        f"| the same ensemble without the post-processing chosen out-of-fold | {u['n']} | {u['mean']:.3f} | "
+        f"{u['median']:.3f} | {u['ci'][0]:.3f}..{u['ci'][1]:.3f} |",
         f"| plain loop trained on every seen {unit} | {p['n']} | {p['mean']:.3f} | {p['median']:.3f} "
         f"| {p['ci'][0]:.3f}..{p['ci'][1]:.3f} |",
         "",
         f"Bundle minus plain loop, paired by {unit}: {d['mean']:+.3f} over {d['n']} {unit}s, better on {d['better']}: "
         f"{verdict}.",
         "",
-        f"| outer fold | seen {unit}s | new {unit}s | bundle's out-of-fold estimate | bundle on new | plain loop on "
-        "new | training, bundle / plain |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"Does the post-processing chosen out-of-fold hold on new {unit}s? The ensemble with it minus without it "
+        f"(the same fold models, checkpoint and TTA; threshold 0.5, nothing else): {pp['mean']:+.4f} over {pp['n']} "
+        f"{unit}s, paired 95% CI {pp['ci'][0]:+.4f}..{pp['ci'][1]:+.4f}, better on {pp['better']}, worse on "
+        f"{pp['worse']}. Each chosen step, dropped from the chosen set and the new {unit}s rescored from the saved "
+        f"probabilities (the out-of-fold search's scorer; it agrees with the engine's scores within "
+        f"{res['rescored_max_abs_diff']:.4f} per {unit}), over the outer folds that chose it:",
+        "",
+        f"| step | value chosen (outer fold) | new {unit}s | change of the mean with it | paired 95% CI | "
+        f"{unit}s better / worse |",
+        "| --- | --- | ---: | ---: | --- | ---: |",
+        *(step_rows or ["| (none chosen) | | | | | |"]),
+        "",
+        f"| outer fold | seen {unit}s | new {unit}s | bundle's out-of-fold estimate | bundle on new | without "
+        "post-processing | plain loop on new | training, bundle / plain |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         "",
         machine_line(res['machine']),
