@@ -341,14 +341,17 @@ def _largest_in_volume(cases: list[dict], masks: list[np.ndarray]) -> list[np.nd
     return out
 
 
-def post_scores(cases: list[dict], settings: dict, grouped: bool) -> dict[str, float]:
-    """Per-unit scores of saved probabilities (:func:`load_predictions`) after the threshold and post-processing of
+def post_masks(cases: list[dict], settings: dict) -> list[np.ndarray]:
+    """The masks of saved probabilities (:func:`load_predictions`) after the threshold and post-processing of
     ``settings`` (the keys of :data:`START` but the checkpoint and TTA), as the engines apply them."""
     masks = [apply(c["prob"], settings["threshold"], settings["min_lesion_size"], settings["keep_largest_component"],
                    settings["fill_holes"]) for c in cases]
-    if settings.get("volume_largest_component"):
-        masks = _largest_in_volume(cases, masks)
-    return _scores(cases, masks, grouped)
+    return _largest_in_volume(cases, masks) if settings.get("volume_largest_component") else masks
+
+
+def post_scores(cases: list[dict], settings: dict, grouped: bool) -> dict[str, float]:
+    """Per-unit scores of :func:`post_masks` (per image, or per group volume when ``grouped``)."""
+    return _scores(cases, post_masks(cases, settings), grouped)
 
 
 def _scores(cases: list[dict], masks: list[np.ndarray], grouped: bool) -> dict[str, float]:
@@ -434,11 +437,7 @@ def _write_oof(out: Path, folders: list[Path], chosen: dict) -> None:
     for sub in ("probabilities", "masks"):
         (out / "oof" / sub).mkdir(parents=True, exist_ok=True)
     cases = load_predictions(folders)
-    masks = [apply(c["prob"], chosen["threshold"], chosen["min_lesion_size"], chosen["keep_largest_component"],
-                   chosen["fill_holes"]) for c in cases]
-    if chosen.get("volume_largest_component"):
-        masks = _largest_in_volume(cases, masks)
-    for c, mask in zip(cases, masks):
+    for c, mask in zip(cases, post_masks(cases, chosen)):
         shutil.copyfile(c["folder"] / "probabilities" / f"{c['case_id']}.png",
                         out / "oof" / "probabilities" / f"{c['case_id']}.png")
         Image.fromarray(mask.astype(np.uint8) * 255).save(out / "oof" / "masks" / f"{c['case_id']}.png")

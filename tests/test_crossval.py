@@ -155,10 +155,8 @@ def test_saved_probabilities_reproduce_the_evaluation(cross_validated):
     for k in range(2):
         folder = cross_validated["cv"] / f"fold_{k}" / "oof-best-tta0"
         hyper = json.loads((folder / "config.json").read_text())["hyperparameters"]
-        cases = crossval._load([folder])
-        masks = [crossval.apply(c["prob"], hyper["threshold"], hyper["min_lesion_size"],
-                                hyper["keep_largest_component"], hyper["fill_holes"]) for c in cases]
-        ours = crossval._scores(cases, masks, grouped=False)
+        cases = crossval.load_predictions([folder])
+        ours = crossval.post_scores(cases, hyper, grouped=False)
         engine = {r["case_id"]: float(r["iou"]) for r in csv.DictReader(open(folder / "per_case.csv"))}
         assert ours.keys() == engine.keys()
         assert max(abs(ours[c] - engine[c]) for c in ours) < 0.02  # 8-bit quantisation of p near the threshold

@@ -136,8 +136,7 @@ def outer_fold(config_file: str, dataset_dir: str, out: Path, k: int, outer_fold
               "--dataset_dir", str(d / "new"), "--split", "all", "--output_dir", str(eval_dir)],
              f"the ensemble's evaluation on outer fold {k}'s new cases")
     unit, scores = unit_scores(eval_dir)
-    metric = "dice" if unit == "patient" else "iou"
-    ours = scores[metric]
+    ours = scores["dice" if unit == "patient" else "iou"]
     post = unprocessed(config_file, cv, doc["chosen"], d / "new", d / "eval-new-unprocessed", unit == "patient")
     fold_record = json.loads((cv / "fold_0" / "config.json").read_text())
     record = fold_record["hyperparameters"]
