@@ -115,3 +115,21 @@ def test_each_post_processing_step_is_judged_on_the_outer_folds_that_chose_it():
     assert pp["mean"] == pytest.approx((0.2 - 0.05 + 0 + 0.1) / 4)
     text = new_cases.markdown("ph2", res, ["cmd"])
     assert "| keep_largest_component | True (0) | 2 | +0.0750 |" in text and "| fill_holes | True (1) | 2 |" in text
+
+
+def test_an_arm_that_scored_other_cases_is_an_error(one_outer_fold, monkeypatch):
+    real = new_cases.unprocessed
+
+    def one_short(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out["unprocessed"] = dict(list(out["unprocessed"].items())[1:])
+        return out
+
+    monkeypatch.setattr(new_cases, "unprocessed", one_short)
+    cwd = os.getcwd()
+    os.chdir(os.path.dirname(os.path.dirname(__file__)))
+    try:
+        with pytest.raises(SystemExit, match="without post-processing .* remove .*eval-new-unprocessed"):
+            new_cases.main(one_outer_fold["args"])
+    finally:
+        os.chdir(cwd)

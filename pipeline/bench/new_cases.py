@@ -147,6 +147,9 @@ def outer_fold(config_file: str, dataset_dir: str, out: Path, k: int, outer_fold
     side = {"train": parts["seen"], "val": parts["seen"], "test": parts["new"]}
     plain = reuse_or_run(d / "plain.json", {"params": {**params, "val_interval": params["epochs"]}},
                          lambda: plain_on(record, side, **params, val_interval=params["epochs"]))
+    if set(ours) != set(post["unprocessed"]):
+        raise SystemExit(f"error: outer fold {k}: the ensemble scored {len(ours)} {unit}s, without post-processing "
+                         f"{len(post['unprocessed'])}; remove {d / 'eval-new-unprocessed'} and run again")
     if set(ours) != set(plain["test"]):
         raise SystemExit(f"error: outer fold {k}: the ensemble scored {len(ours)} {unit}s, the plain loop "
                          f"{len(plain['test'])}; remove {eval_dir} and {d / 'plain.json'} and run again")
