@@ -55,8 +55,9 @@ TITLE = """# New cases: the cross-validation ensemble against a plain loop train
 What a user deploys, scored on cases neither arm saw: the bundle's five-fold cross-validation ensemble (choices made
 out-of-fold) against one plain PyTorch loop trained on every case the user has (last epoch: no case is left to pick
 one). Nested on the shared data: each outer fold's cases are new, the other folds' cases are the user's
-(`python -m pipeline.bench.new_cases`; its docstring has the details). docs/accuracy.md compares the two recipes on the
-same fold sides instead.
+(`python -m pipeline.bench.new_cases`; its docstring has the details). A third arm, the same ensemble without the
+post-processing chosen out-of-fold, asks whether those choices hold on new cases. docs/accuracy.md compares the two
+recipes on the same fold sides instead.
 """
 # what the bench sets itself; any other --id value is a bundle override for the cross-validations
 RESERVED = {"dataset_dir", "output_dir", "folds", "ckpt", "split"}
