@@ -48,11 +48,9 @@ NOT_COMPARED = (*NOT_FORWARDED, "bundle_file", "bundle_name", "default_dataset_d
                 "cache_dir", "cache_workers", "retain_freed_memory", "gallery_cases")
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_SIZES = (0, 16, 64, 256, 1024)
-# the settings cross-validation chooses and ensemble inference applies
-CHOSEN = ("checkpoint", "flip_tta", "rot90_tta", "threshold", "min_lesion_size", "keep_largest_component",
-          "fill_holes")
-# where the choices start (and what "none chosen" means): no TTA, threshold 0.5, no post-processing; the volume's
-# largest component only for grouped data (patients)
+# the settings cross-validation chooses and ensemble inference applies, and where the choices start (what "none
+# chosen" means): no TTA, threshold 0.5, no post-processing; the volume's largest component only for grouped data
+# (patients)
 START = {"checkpoint": "best.pt", "flip_tta": False, "rot90_tta": False, "threshold": 0.5, "min_lesion_size": 0,
          "keep_largest_component": False, "fill_holes": False, "volume_largest_component": False}
 POSTPROCESSING = ("threshold", "min_lesion_size", "keep_largest_component", "fill_holes", "volume_largest_component")
