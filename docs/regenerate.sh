@@ -159,6 +159,6 @@ for section in $sections; do
         python -m pipeline.gallery runs/gallery/ph2/eval-test/gallery/index.html --screenshot runs/gallery/ph2.png
         python -c "from PIL import Image; Image.open('runs/gallery/ph2.png').convert('RGB').save('docs/gallery.jpg', quality=85, optimize=True)"
         ;;
-    *) echo "unknown section $section (results cv curves studies recipes performance gallery)" >&2; exit 2 ;;
+    *) echo "unknown section $section (results cv curves new_cases studies recipes performance gallery)" >&2; exit 2 ;;
     esac
 done
