@@ -142,6 +142,12 @@ for section in $sections; do
         ;;
     performance)  # docs/performance.md, docs/networks.md and README, Performance (about 2 h; needs results)
         python -m pipeline.bench.speed --rounds 3 --epochs 5 --networks unet segnet --ckpt runs/final/ph2/models/best.pt
+        python -m pipeline.bench.speed --rounds 5 --epochs 5 --networks unet --json runs/bench_unet_rounds.json  # the second run
+        python -m pipeline.bench.speed --rounds 1 --epochs 2 --networks unet --json runs/bench_faults.json  # faults_per_image
+        python -m monai.bundle run training --config_file bundles/ph2.json --dataset_dir "$PH2" --retain_freed_memory false \
+            --output_dir runs/final/ph2-default-allocator  # the switch on README's PH2 run (its wall time against runs/final/ph2's)
+        rm -rf data/synthetic && time python -m monai.bundle run training --config_file bundles/ph2.json \
+            --output_dir runs/synthetic-first-run  # README: the synthetic first run, sample generation included
         python -m pipeline.bench.speed --interleaved --epochs 10 --networks unet segnet --json runs/bench_interleaved.json
         python -m pipeline.bench.speed --only_time_to_quality --rounds 2 --networks unet --json runs/bench_ttq_rounds.json
         python -m pipeline.bench.speed --levers --networks unet segnet
