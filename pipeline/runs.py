@@ -173,11 +173,20 @@ def host() -> dict:
     return {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
 
 
-def machine_line(machine: dict) -> str:
-    """A report's closing line on the :func:`host` it ran on."""
-    n = machine["torch_threads"]
-    return (f"Machine: {machine['platform']}, {machine['cpus']} CPUs, {n} torch thread{'' if n == 1 else 's'}; the wall "
-            "times include whatever else ran on it.")
+def machine_line(machines: list) -> str:
+    """A report's closing line on the machines (:func:`host`) its training runs recorded, each named once (``None``:
+    a run made before the record held it); this process's where none did. A report written with another thread
+    count than its runs were trained with still names theirs."""
+    distinct = [m for i, m in enumerate(machines) if m and m not in machines[:i]] or [host()]
+    said = "; ".join(f"{m['platform']}, {m['cpus']} CPUs, {m['torch_threads']} torch thread"
+                     f"{'' if m['torch_threads'] == 1 else 's'}" for m in distinct)
+    return f"Machine{'s' if len(distinct) > 1 else ''}: {said}; the wall times include whatever else ran on it."
+
+
+def recorded_host(run_dir) -> dict | None:
+    """The :func:`host` a training run's record (``config.json``) names, if it holds one."""
+    doc = json.loads((Path(run_dir) / "config.json").read_text())
+    return doc.get("provenance", {}).get("host")
 
 
 def provenance(bundle_file: str | None = None) -> dict:

@@ -256,6 +256,11 @@ def test_the_accuracy_report_scores_the_plain_loop_on_the_same_folds(cross_valid
     threads = json.loads((cv / "fold_0" / "config.json").read_text())["provenance"]["host"]["torch_threads"]
     assert threads >= 1 and all(c.startswith(f"OMP_NUM_THREADS={threads} python -m monai.bundle run cross_validation")
                                 for c in accuracy.cv_commands(both))
+    # the closing line names the machine the folds recorded, not the one writing the report
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(accuracy, "recorded_host", lambda d: {"platform": "Linux-folds", "cpus": 2, "torch_threads": 7})
+        last = accuracy.markdown(accuracy.report(cv, epochs=1, size=32), "x").rstrip().splitlines()[-1]
+    assert last.startswith("Machines: Linux-folds, 2 CPUs, 7 torch threads; ")  # and the plain loop's, this process
 
 
 def test_a_list_of_checkpoints_infers_as_the_folder_does(cross_validated, tmp_path):

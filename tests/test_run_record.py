@@ -12,7 +12,7 @@ import torch
 
 from pipeline import bundles
 from pipeline.data.synthetic import write_ph2
-from pipeline.runs import machine_line
+from pipeline.runs import host, machine_line
 
 from conftest import ROOT, run_in_process
 
@@ -138,8 +138,16 @@ def test_run_records_settings_overrides_and_provenance(trained_otherwise):
 
 @pytest.mark.parametrize("threads,says", [(1, "1 torch thread;"), (2, "2 torch threads;")])
 def test_machine_line_counts_threads(threads, says):
-    line = machine_line({"platform": "Linux-x", "cpus": 2, "torch_threads": threads})
+    line = machine_line([{"platform": "Linux-x", "cpus": 2, "torch_threads": threads}])
     assert line.startswith("Machine: Linux-x, 2 CPUs, ") and says in line
+
+
+def test_machine_line_names_each_recorded_machine_once():
+    a, b = ({"platform": p, "cpus": c, "torch_threads": t} for p, c, t in (("Linux-a", 2, 2), ("Linux-b", 16, 1)))
+    assert machine_line([a, None, a]) == machine_line([a])
+    assert machine_line([a, b, a]).startswith("Machines: Linux-a, 2 CPUs, 2 torch threads; Linux-b, 16 CPUs, 1 torch "
+                                              "thread; the wall times")
+    assert machine_line([None]) == machine_line([host()])  # runs made before the record held it: this process's
 
 
 def test_evaluate_with_only_the_checkpoint_reproduces_the_validation_score(trained_otherwise):

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from pipeline.bench.plain_loop import PlainLoop, reuse_or_run, stacked
 from pipeline.bench.speed import _augment, _load_resized
 from pipeline.bench.stats import bootstrap_ci, paired_difference
-from pipeline.runs import host, machine_line
+from pipeline.runs import host, machine_line, recorded_host
 
 
 def _fold(fold_dir: Path) -> tuple[dict, dict]:
@@ -65,7 +65,7 @@ def plain_on(record: dict, side: dict, epochs: int, size: int = 256, lr: float =
     network, width = record["network"], int(record["width"])
     common = {"params": {"epochs": epochs, "size": size, "lr": lr, "batch_size": batch_size, "seed": seed,
                          "val_interval": val_interval},
-              "network": network, "width": width}
+              "network": network, "width": width, "machine": host()}
     if record["layout"] == "lgg":
         from pipeline.bench import lgg
 
@@ -139,6 +139,7 @@ def report(cvs, epochs: int | None = None, **plain_kwargs) -> dict:
     ours, plain = mean_over_runs("bundle_units"), mean_over_runs("plain_units")
     return {**first, "cv": [r["cv"] for r in runs], "runs": len(runs), "seeds": [r["seed"] for r in runs],
             "overrides_per_run": [r["overrides"] for r in runs], "threads_per_run": [r["threads"] for r in runs],
+            "machines": [m for r in runs for m in r["machines"]],
             "per_run": [{"seed": r["seed"], "bundle": r["bundle"]["mean"], "plain": r["plain"]["mean"],
                          "difference": r["difference"]["mean"], "bundle_train_s": r["bundle_train_s"],
                          "plain_train_s": r["plain_train_s"]} for r in runs],
@@ -176,7 +177,8 @@ def _report_one(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
             "threads": fold_record.get("provenance", {}).get("host", {}).get("torch_threads"),
             "difference": {k: v for k, v in paired_difference(ours, plain_scores).items() if k != "units"},
             "bundle_train_s": round(cv_seconds, 1), "plain_train_s": round(sum(r["train_s"] for r in plain), 1),
-            "plain_params": plain[0]["params"], "machine": host()}
+            "plain_params": plain[0]["params"],
+            "machines": [recorded_host(cv / f"fold_{k}") for k in range(folds)] + [r.get("machine") for r in plain]}
 
 
 def _finished(cvs: list[Path]) -> list[dict]:
@@ -379,7 +381,7 @@ def markdown(res: dict, command: str) -> str:
         f"Bundle minus plain loop, paired by {res['unit']}: {d['mean']:+.3f} over {d['n']} {res['unit']}s, better on "
         f"{d['better']}: "
         f"{verdict}.",
-        machine_line(res['machine']),
+        machine_line(res['machines']),
         ""])
 
 

@@ -27,18 +27,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipeline.bench.accuracy import merged
 from pipeline.bench.stats import paired_difference
 from pipeline.crossval import cli_args
 from pipeline.export_onnx import _value
+from pipeline.runs import machine_line
 
 TITLE = "# Learning curves: out-of-fold score against training cases and epochs\n"
 FRACTIONS = (0.25, 0.5)
@@ -108,7 +107,8 @@ def read_point(cv: Path) -> dict:
             "fraction": float(hp.get("train_fraction", 1.0)), "epochs": int(hp["epochs"]),
             "train_cases": [len(json.loads((f / "splits.json").read_text())["groups"]["train"]) for f in folds],
             "train_minutes": sum(m["train_seconds"] for m in metrics) / 60,
-            "histories": [m["history"] for m in metrics], "key_metric": hp["key_metric"]}
+            "histories": [m["history"] for m in metrics], "key_metric": hp["key_metric"],
+            "machines": [c.get("provenance", {}).get("host") for c in configs]}
 
 
 def epoch_curve(point: dict) -> list[tuple[int, float]]:
@@ -205,8 +205,7 @@ def markdown(bundle: str, res: dict, commands: list[str], figure: str | None) ->
                   ""]
     if figure:
         lines += [f"![learning curve]({figure})", ""]
-    n = torch.get_num_threads()
-    lines.append(f"Machine: {platform.platform()}, {n} torch thread{'' if n == 1 else 's'}.")
+    lines.append(machine_line([m for p in res["points"] for m in p.get("machines", [])]))
     return "\n".join(lines) + "\n"
 
 

@@ -48,7 +48,7 @@ from pipeline.bench.learning_curve import bench_overrides
 from pipeline.bench.plain_loop import reuse_or_run
 from pipeline.bench.stats import paired_difference, unit_scores
 from pipeline.crossval import POSTPROCESSING, START, cli_args, fold_checkpoints, load_predictions, post_scores
-from pipeline.runs import host, machine_line
+from pipeline.runs import machine_line, recorded_host
 
 TITLE = """# New cases: the cross-validation ensemble against a plain loop trained on every case
 
@@ -160,7 +160,9 @@ def outer_fold(config_file: str, dataset_dir: str, out: Path, k: int, outer_fold
             "n_seen": len({str(c.get("group", c["case_id"])) for c in parts["seen"]}),
             "oof": doc["oof_score"]["mean"], "chosen": doc["chosen"], "bundle_train_s": round(train_s, 1),
             "plain_train_s": plain["train_s"], "plain_params": plain["params"], "network": record["network"],
-            "threads": fold_record.get("provenance", {}).get("host", {}).get("torch_threads"), **post}
+            "threads": fold_record.get("provenance", {}).get("host", {}).get("torch_threads"),
+            "machines": [recorded_host(cv / f"fold_{i}") for i in range(int(doc["folds"]))] + [plain.get("machine")],
+            **post}
 
 
 def unprocessed(config_file: str, cv: Path, chosen: dict, new: Path, out: Path, grouped: bool) -> dict:
@@ -214,7 +216,7 @@ def report(folds: list[dict], outer_folds: int) -> dict:
                 | {"n_new": len(f["bundle"]), "bundle": float(np.mean(list(f["bundle"].values()))),
                    "plain": float(np.mean(list(f["plain"].values()))),
                    "unprocessed": float(np.mean(list(f["unprocessed"].values())))} for f in folds],
-            "plain_params": folds[0]["plain_params"], "machine": host(),
+            "plain_params": folds[0]["plain_params"], "machines": [m for f in folds for m in f["machines"]],
             "threads": sorted({f["threads"] for f in folds if f["threads"]})}
 
 
@@ -274,7 +276,7 @@ def markdown(bundle: str, res: dict, commands: list[str]) -> str:
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         "",
-        machine_line(res['machine']),
+        machine_line(res['machines']),
         ""])
 
 
