@@ -94,8 +94,8 @@ def test_a_rerun_reuses_every_finished_step(one_outer_fold, monkeypatch):
 def _fold(k, chosen, bundle, unprocessed, without):
     return {"fold": k, "unit": "image", "metric": "iou", "bundle": bundle, "plain": {u: 0.5 for u in bundle},
             "n_seen": 8, "oof": 0.8, "chosen": chosen, "bundle_train_s": 60, "plain_train_s": 30,
-            "plain_params": {}, "network": "unet", "threads": 2, "machines": [None], "unprocessed": unprocessed, "rescored": bundle,
-            "without": without}
+            "plain_params": {}, "network": "unet", "threads": 2, "machines": [None], "unprocessed": unprocessed,
+            "rescored": bundle, "without": without}
 
 
 def test_each_post_processing_step_is_judged_on_the_outer_folds_that_chose_it():

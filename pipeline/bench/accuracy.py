@@ -155,8 +155,7 @@ def _report_one(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
     if "oof_score" not in doc:
         raise SystemExit(f"error: {cv}: the cross-validation has not finished; run it again to complete it")
     folds = doc["folds"]
-    fold_record = json.loads((cv / "fold_0" / "config.json").read_text())
-    record = fold_record["hyperparameters"]
+    record = json.loads((cv / "fold_0" / "config.json").read_text())["hyperparameters"]
     epochs = epochs or int(record["epochs"])
     (cv / "plain").mkdir(exist_ok=True)
     params = {"epochs": epochs, "size": 256, "lr": 1e-3, "batch_size": 8, "seed": int(record.get("seed", 0)),
@@ -168,17 +167,18 @@ def _report_one(cv: Path, epochs: int | None = None, **plain_kwargs) -> dict:
     ours = doc["oof_score"]["per_unit"]
     cv_seconds = sum(json.loads((cv / f"fold_{k}" / "metrics.json").read_text()).get("train_seconds", 0)
                      for k in range(folds))
+    hosts = [recorded_host(cv / f"fold_{k}") for k in range(folds)]
     # absolute, not resolved: a runs/ that is a symlink stays runs/ in the regenerate commands
     return {"cv": str(cv.absolute()), "folds": folds, "bundle_file": doc["bundle_file"], "overrides": doc["overrides"],
             "chosen": doc["chosen"], "trials": doc["trials"], "metric": doc["oof_score"]["metric"],
             "unit": doc["oof_score"]["unit"],
             "bundle": _summary(ours.values()), "plain": _summary(plain_scores.values()), "runs": 1,
             "seed": int(record.get("seed", 0)), "bundle_units": ours, "plain_units": plain_scores,
-            "threads": fold_record.get("provenance", {}).get("host", {}).get("torch_threads"),
+            "threads": (hosts[0] or {}).get("torch_threads"),
             "difference": {k: v for k, v in paired_difference(ours, plain_scores).items() if k != "units"},
             "bundle_train_s": round(cv_seconds, 1), "plain_train_s": round(sum(r["train_s"] for r in plain), 1),
             "plain_params": plain[0]["params"],
-            "machines": [recorded_host(cv / f"fold_{k}") for k in range(folds)] + [r.get("machine") for r in plain]}
+            "machines": hosts + [r.get("machine") for r in plain]}
 
 
 def _finished(cvs: list[Path]) -> list[dict]:

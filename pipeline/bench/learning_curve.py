@@ -37,7 +37,7 @@ from pipeline.bench.accuracy import merged
 from pipeline.bench.stats import paired_difference
 from pipeline.crossval import cli_args
 from pipeline.export_onnx import _value
-from pipeline.runs import machine_line
+from pipeline.runs import machine_line, recorded_host
 
 TITLE = "# Learning curves: out-of-fold score against training cases and epochs\n"
 FRACTIONS = (0.25, 0.5)
@@ -108,7 +108,7 @@ def read_point(cv: Path) -> dict:
             "train_cases": [len(json.loads((f / "splits.json").read_text())["groups"]["train"]) for f in folds],
             "train_minutes": sum(m["train_seconds"] for m in metrics) / 60,
             "histories": [m["history"] for m in metrics], "key_metric": hp["key_metric"],
-            "machines": [c.get("provenance", {}).get("host") for c in configs]}
+            "machines": [recorded_host(f) for f in folds]}
 
 
 def epoch_curve(point: dict) -> list[tuple[int, float]]:

@@ -139,8 +139,7 @@ def outer_fold(config_file: str, dataset_dir: str, out: Path, k: int, outer_fold
     unit, scores = unit_scores(eval_dir)
     ours = scores["dice" if unit == "patient" else "iou"]
     post = unprocessed(config_file, cv, doc["chosen"], d / "new", d / "eval-new-unprocessed", unit == "patient")
-    fold_record = json.loads((cv / "fold_0" / "config.json").read_text())
-    record = fold_record["hyperparameters"]
+    record = json.loads((cv / "fold_0" / "config.json").read_text())["hyperparameters"]
     # the accuracy report's plain loop (its size per layout), trained for the bundle run's epochs with its seed
     params = {"epochs": int(record["epochs"]), "size": PLAIN_DEFAULTS.get(layout, {}).get("size", 256), "lr": 1e-3,
               "batch_size": 8, "seed": int(record["seed"]),
@@ -156,13 +155,12 @@ def outer_fold(config_file: str, dataset_dir: str, out: Path, k: int, outer_fold
                          f"{len(plain['test'])}; remove {eval_dir} and {d / 'plain.json'} and run again")
     train_s = sum(json.loads((cv / f"fold_{i}" / "metrics.json").read_text()).get("train_seconds", 0)
                   for i in range(int(doc["folds"])))
+    hosts = [recorded_host(cv / f"fold_{i}") for i in range(int(doc["folds"]))]
     return {"fold": k, "unit": unit, "metric": doc["oof_score"]["metric"], "bundle": ours, "plain": plain["test"],
             "n_seen": len({str(c.get("group", c["case_id"])) for c in parts["seen"]}),
             "oof": doc["oof_score"]["mean"], "chosen": doc["chosen"], "bundle_train_s": round(train_s, 1),
             "plain_train_s": plain["train_s"], "plain_params": plain["params"], "network": record["network"],
-            "threads": fold_record.get("provenance", {}).get("host", {}).get("torch_threads"),
-            "machines": [recorded_host(cv / f"fold_{i}") for i in range(int(doc["folds"]))] + [plain.get("machine")],
-            **post}
+            "threads": (hosts[0] or {}).get("torch_threads"), "machines": hosts + [plain.get("machine")], **post}
 
 
 def unprocessed(config_file: str, cv: Path, chosen: dict, new: Path, out: Path, grouped: bool) -> dict:
